@@ -1,0 +1,90 @@
+"""``python -m lvspec generate``: one run from the command line, with the trace as JSON on request."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+
+def summary(trace) -> str:
+    s, t = trace.stats, trace.timing
+    return (
+        f"[{trace.method}] {s.new_tokens} new tokens · E[T] {s.mean_accepted_length:.2f} · "
+        f"{s.tokens_per_s:.1f} tok/s · {t.total_s:.2f} s wall (prefill {t.prefill_s:.2f} s)"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    from .decode import METHODS, Settings
+
+    d = Settings()
+    p = argparse.ArgumentParser(prog="python -m lvspec", description="Loosely speculative decoding for video LLMs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="answer one prompt about one video and report how it was decoded")
+    g.add_argument("--video", required=True, help="path to a video file")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--method", choices=METHODS, default="lvspec")
+    g.add_argument("--target", required=True, help="hub id or local folder (HuggingFace format)")
+    g.add_argument("--draft", help="hub id or local folder; required by every method but vanilla")
+    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    g.add_argument("--k", type=int, default=d.k, help="draft tokens per round")
+    g.add_argument("--lam", type=float, default=d.lam, help="relaxation ratio λ: share of positions relaxed")
+    g.add_argument("--top-n", type=int, default=d.top_n, help="video tokens averaged into relevance")
+    g.add_argument("--tau", type=float, default=d.tau, help="relevance floor above which a token is an anchor")
+    g.add_argument("--min-ratio", type=float, default=d.min_ratio, help="filler guard ε: p(draft) ≥ ε·p(target)")
+    g.add_argument("--window", type=int, default=d.window, help="position-shift window w (0 = off)")
+    g.add_argument("--layer", type=int, default=d.layer, help="target layer for relevance (default: middle)")
+    g.add_argument("--frames", type=int, default=16, help="frames sampled from the video")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
+    g.add_argument("--json", metavar="OUT", help="write the RunTrace here")
+    return p
+
+
+def check(args, p: argparse.ArgumentParser) -> None:
+    if args.method != "vanilla" and not args.draft:
+        p.error(f"--method {args.method} needs --draft")
+    if args.k < 1 or args.max_new_tokens < 1 or args.frames < 1 or args.top_n < 1 or args.window < 0:
+        p.error("--k, --max-new-tokens, --frames and --top-n must be ≥ 1, --window ≥ 0")
+    if not 0.0 <= args.lam <= 1.0:
+        p.error("--lam must be between 0 and 1")
+
+
+def generate(args) -> None:
+    from .decode import Settings, generate
+    from .models import load_pair
+    from .video import VideoLimits, read_video
+
+    clip = read_video(args.video, VideoLimits(max_frames=args.frames))
+    if not args.prompt.strip():
+        raise UserError("the prompt is empty: ask something about the video")
+    pair = load_pair(args.target, args.draft if args.method != "vanilla" else None, device=args.device, dtype=args.dtype)
+    settings = Settings(
+        k=args.k,
+        lam=args.lam,
+        top_n=args.top_n,
+        tau=args.tau,
+        window=args.window,
+        min_ratio=args.min_ratio,
+        layer=args.layer,
+        max_new_tokens=args.max_new_tokens,
+    )
+    trace = generate(pair, clip, args.prompt, args.method, settings)
+    print(trace.text)
+    print(summary(trace))
+    if args.json:
+        trace.save(args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    check(args, p)
+    try:
+        generate(args)
+    except (UserError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

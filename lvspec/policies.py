@@ -1,0 +1,138 @@
+"""Acceptance policies: given one round's drafts and the target's verdict on them, which to keep.
+
+Each policy is a small class with one method, ``decide``; the decode loop never asks for a name.
+Verdicts per draft position: ``exact`` (draft == target), ``loose`` (filler accepted as drafted),
+``shift`` (the same word sits within ``window`` positions in the other sequence), ``reject`` (the round
+ends; the target's token is committed instead) and ``skip`` (after a reject, never examined).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .relevance import anchors
+
+ACCEPTED = ("exact", "loose", "shift")
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What a policy may look at: all from this round's single verification pass."""
+
+    draft_ids: list[int]  # d_1..d_K
+    target_ids: list[int]  # t_1..t_{K+1}: the target's greedy token at each position and the bonus
+    p_draft: list[float]  # p_i(d_i): the target's probability of the draft's token
+    p_top: list[float]  # p_i(t_i)
+    relevance: list[float]  # visual relevance of each draft position
+    stop_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def k(self) -> int:
+        return len(self.draft_ids)
+
+
+@dataclass(frozen=True)
+class Decision:
+    anchor: list[bool]
+    verdicts: list[str]
+
+    @property
+    def accepted(self) -> int:
+        """Length of the accepted prefix: the draft tokens this round commits."""
+        n = 0
+        while n < len(self.verdicts) and self.verdicts[n] in ACCEPTED:
+            n += 1
+        return n
+
+
+class Policy:
+    """Walks the round left to right until the first reject; subclasses say what is an anchor and what passes.
+
+    The defaults are exact-match speculative decoding: every position an anchor, only ``exact`` passes.
+    """
+
+    drafts = True  # whether rounds ask the draft for tokens at all
+
+    def anchors(self, view: RoundView) -> list[bool]:
+        return [True] * view.k
+
+    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+        return "exact" if view.draft_ids[i] == view.target_ids[i] else "reject"
+
+    def decide(self, view: RoundView) -> Decision:
+        anchor = self.anchors(view)
+        verdicts: list[str] = []
+        for i in range(view.k):
+            verdicts.append(self.verdict(view, i, anchor[i]))
+            if verdicts[-1] == "reject":
+                break
+        return Decision(anchor, verdicts + ["skip"] * (view.k - len(verdicts)))
+
+
+class Vanilla(Policy):
+    """The target alone, one token per forward pass: the reference every other method is judged by."""
+
+    drafts = False
+
+
+class Exact(Policy):
+    """Exact-match speculative decoding: lossless, the target's greedy output token for token."""
+
+
+@dataclass
+class LVSpec(Policy):
+    """Strict on visual anchors, loose on fillers, with position-shift salvage.
+
+    ``lam``: share of each round's positions relaxed. ``tau``: relevance at or above which a position is
+    an anchor whatever its rank. ``min_ratio`` ε: a filler mismatch passes only if
+    p(d_i) ≥ ε·p(t_i). ``window`` w: shift tolerance (0 = off). ``shift_anchors``: whether shift may
+    salvage anchors too, or only fillers. A stop token, drafted or wanted, is never relaxed.
+    """
+
+    lam: float = 0.7
+    tau: float | None = None
+    min_ratio: float = 0.0
+    window: int = 3
+    shift_anchors: bool = True
+
+    def ranked_anchors(self, view: RoundView) -> list[bool]:
+        return anchors(view.relevance, self.lam, self.tau)
+
+    def anchors(self, view: RoundView) -> list[bool]:
+        ranked = self.ranked_anchors(view)
+        stops = view.stop_ids
+        return [a or d in stops or t in stops for a, d, t in zip(ranked, view.draft_ids, view.target_ids)]
+
+    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+        d, t = view.draft_ids[i], view.target_ids[i]
+        if d == t:
+            return "exact"
+        if d in view.stop_ids or t in view.stop_ids:
+            return "reject"
+        if (self.shift_anchors or not anchor) and self.shifted(view, i):
+            return "shift"
+        if not anchor and view.p_draft[i] >= self.min_ratio * view.p_top[i]:
+            return "loose"
+        return "reject"
+
+    def shifted(self, view: RoundView, i: int) -> bool:
+        """The target's word comes a little later in the draft, or the draft's word a little later in the target."""
+        w = self.window
+        return view.target_ids[i] in view.draft_ids[i + 1 : i + 1 + w] or view.draft_ids[i] in view.target_ids[
+            i + 1 : i + 1 + w
+        ]
+
+
+@dataclass
+class RandomRelax(LVSpec):
+    """Peer baseline: relax a random λ share of positions, ignoring what the video shows."""
+
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    def ranked_anchors(self, view: RoundView) -> list[bool]:
+        shuffled = [self._rng.random() for _ in range(view.k)]
+        return anchors(shuffled, self.lam)

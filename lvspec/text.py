@@ -1,0 +1,24 @@
+"""Per-token text pieces whose concatenation is exactly the decoded answer."""
+
+from __future__ import annotations
+
+
+class Detokenizer:
+    """Decodes a growing answer and hands out what each new token adds.
+
+    Byte-level tokens can split one character (or one word) over several ids; decoding the whole prefix
+    and holding back an incomplete character keeps every piece valid text.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        full = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if full.endswith("\ufffd"):
+            return ""
+        piece, self.text = full[len(self.text) :], full
+        return piece

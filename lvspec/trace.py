@@ -1,0 +1,104 @@
+"""The RunTrace: everything one decoding run did, token by token and round by round.
+
+It is the contract between the library, the CLI, the charts and the app: ``generate --json`` writes it,
+the app renders from it, and a saved trace re-opens with no model loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+VERDICTS = ("target", "exact", "loose", "shift", "correction", "bonus")
+
+
+@dataclass
+class TokenEvent:
+    id: int
+    text: str  # what this token adds to the answer ("" while a multi-byte character is incomplete)
+    verdict: str  # one of VERDICTS
+    anchor: bool
+    relevance: float | None
+    round: int  # 0 = the token from the prefill pass
+
+
+@dataclass
+class Round:
+    index: int
+    draft_ids: list[int]
+    target_ids: list[int]  # K + 1: the target's greedy token at each draft position, then the bonus
+    p_draft_token: list[float]  # the target's probability of each draft token
+    p_target_top: list[float]  # the target's probability of its own choice
+    relevance: list[float]
+    anchor: list[bool]
+    verdicts: list[str]  # exact | loose | shift | reject | skip, one per draft position
+    committed: int  # tokens this round added (accepted drafts + the correction or bonus)
+    draft_s: float
+    verify_s: float
+
+
+@dataclass
+class Timing:
+    prefill_s: float = 0.0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    other_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class Stats:
+    new_tokens: int = 0
+    target_passes: int = 0  # verification passes after the prefill
+    mean_accepted_length: float = 0.0  # tokens committed per verification pass, E[T]
+    tokens_per_s: float = 0.0  # decode rate: tokens after the prefill over the time after it
+
+
+@dataclass
+class RunTrace:
+    method: str
+    params: dict
+    target: str
+    draft: str | None
+    prompt: str
+    video: dict
+    text: str = ""
+    tokens: list[TokenEvent] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+    stats: Stats = field(default_factory=Stats)
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunTrace:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"not a RunTrace: unknown fields {sorted(unknown)}")
+        data = dict(data)
+        data["tokens"] = [TokenEvent(**t) for t in data.get("tokens", [])]
+        data["rounds"] = [Round(**r) for r in data.get("rounds", [])]
+        data["timing"] = Timing(**data.get("timing", {}))
+        data["stats"] = Stats(**data.get("stats", {}))
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunTrace:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunTrace:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
