@@ -16,12 +16,19 @@ def summary(trace) -> str:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other user error: one ``error:`` line, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .decode import METHODS, Settings
 
     d = Settings()
-    p = argparse.ArgumentParser(prog="python -m lvspec", description="Loosely speculative decoding for video LLMs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="python -m lvspec", description="Loosely speculative decoding for video LLMs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     g = sub.add_parser("generate", help="answer one prompt about one video and report how it was decoded")
     g.add_argument("--video", required=True, help="path to a video file")
     g.add_argument("--prompt", required=True)

@@ -97,6 +97,21 @@ def verify(model, cache, ids: list[int], tap: LayerTap) -> tuple[torch.Tensor, t
     return logits.float(), tap.take()
 
 
+def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], stops: frozenset[int]) -> RoundView:
+    """What the policy sees of a round: the target's greedy tokens and probabilities at each position."""
+    probs = logits.softmax(-1)
+    target_ids = logits.argmax(-1)
+    drafted = torch.tensor(drafts, dtype=torch.long, device=logits.device)
+    return RoundView(
+        draft_ids=drafts,
+        target_ids=target_ids.tolist(),
+        p_draft=probs[: len(drafts)].gather(-1, drafted[:, None])[:, 0].tolist(),
+        p_top=probs[: len(drafts)].gather(-1, target_ids[: len(drafts), None])[:, 0].tolist(),
+        relevance=scores,
+        stop_ids=stops,
+    )
+
+
 @torch.inference_mode()
 def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Settings = Settings()) -> Iterator[RunTrace]:
     policy = make_policy(method, settings)
@@ -121,7 +136,8 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
         start = clock()
         pair.reset()
         target_cache, first = prefill(target, inputs)
-        video = unit_rows(video_tap.take()[video_mask])
+        states = video_tap.take()
+        video = unit_rows(states[video_mask.to(states.device)])
         hidden_tap.value = None
         draft_cache = prefill(draft, inputs)[0] if policy.drafts else None
         trace.timing.prefill_s = clock() - start
@@ -139,17 +155,8 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             logits, hidden = verify(target, target_cache, committed[-1:] + drafts, hidden_tap)
             t2 = clock()
 
-            probs = logits.softmax(-1)
-            target_ids = logits.argmax(-1)
             scores = relevance(hidden[1:], video, settings.top_n).tolist()
-            view = RoundView(
-                draft_ids=drafts,
-                target_ids=target_ids.tolist(),
-                p_draft=probs[: len(drafts)].gather(-1, torch.tensor(drafts, device=probs.device)[:, None])[:, 0].tolist(),
-                p_top=probs.gather(-1, target_ids[:, None])[:, 0].tolist(),
-                relevance=scores,
-                stop_ids=stops,
-            )
+            view = round_view(logits, drafts, scores, stops)
             decision = policy.decide(view)
             n = decision.accepted
 

@@ -51,7 +51,7 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 def relevance(hidden: torch.Tensor, video_units: torch.Tensor, top_n: int) -> torch.Tensor:
     """Mean of the ``top_n`` cosine similarities of each row of ``hidden`` (K, d) to the video (M, d)."""
-    cos = unit_rows(hidden) @ video_units.T
+    cos = unit_rows(hidden) @ video_units.to(hidden.device).T
     return cos.topk(min(top_n, cos.shape[-1]), dim=-1).values.mean(-1)
 
 

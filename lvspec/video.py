@@ -63,6 +63,20 @@ def sample_indices(n_source: int, n_frames: int) -> list[int]:
     return [int((i + 0.5) * n_source / n) for i in range(n)]
 
 
+def _probe(path: str) -> None:
+    """Refuse non-videos with PyAV first: its errors are exceptions, decord's native ones also print to stderr."""
+    import av
+
+    name = os.path.basename(path)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
+                raise VideoError(f"{name} has no video stream (it holds {kinds})")
+    except av.FFmpegError as err:
+        raise VideoError(f"cannot read {name} as a video ({err.strerror or type(err).__name__})") from None
+
+
 def read_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> Clip:
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -73,8 +87,10 @@ def read_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> 
     if n_bytes > limits.max_bytes:
         raise VideoError(f"video is {n_bytes / 2**20:.0f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB")
 
+    _probe(path)
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)
     try:
         probe = decord.VideoReader(path, num_threads=1)
         n_source = len(probe)

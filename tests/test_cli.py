@@ -1,0 +1,75 @@
+"""``python -m lvspec generate`` end to end on a real mp4 and local model folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import save_model
+from lvspec.toyworld.clipio import write_mp4
+from lvspec.toyworld.vocab import build_tokenizer
+from lvspec.trace import RunTrace
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.parametrize("folders", [0], indirect=True)  # one pair is enough for the CLI
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lvspec", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "clip.mp4"
+    frames = np.random.default_rng(0).integers(0, 256, (20, 64, 64, 3), dtype=np.uint8)
+    write_mp4(frames, str(path), fps=10)
+    return str(path)
+
+
+def test_generate_prints_answer_summary_and_writes_trace(folders, video, tmp_path):
+    out = tmp_path / "trace.json"
+    target, draft = str(folders / "target"), str(folders / "near")
+    res = run("generate", "--video", video, "--prompt", "Describe the video.", "--method", "lvspec",
+              "--target", target, "--draft", draft, "--max-new-tokens", "20", "--k", "4", "--frames", "8",
+              "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    summary = res.stdout.strip().splitlines()[-1]
+    assert summary.startswith("[lvspec]") and "E[T]" in summary and "tok/s" in summary
+    trace = RunTrace.load(out)
+    assert trace.method == "lvspec" and trace.video["n_frames"] == 8 and trace.params["k"] == 4
+    assert trace.target == target and trace.draft == draft
+
+
+def one_line_error(res) -> str:
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+def test_user_errors_exit_2_with_one_line(folders, video, tmp_path):
+    target, draft = str(folders / "target"), str(folders / "near")
+    base = ["generate", "--video", video, "--prompt", "hi", "--target", target]
+    assert "not found" in one_line_error(run(*base[:2], str(tmp_path / "missing.mp4"), *base[3:], "--method", "vanilla"))
+    assert "empty" in one_line_error(run("generate", "--video", video, "--prompt", "  ", "--target", target, "--method", "vanilla"))
+    assert "cannot load the target" in one_line_error(run(*base[:6], str(tmp_path / "nowhere"), "--method", "vanilla"))
+    assert "needs --draft" in one_line_error(run(*base, "--method", "exact"))
+    assert "--lam" in one_line_error(run(*base, "--draft", draft, "--lam", "1.5"))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert "cannot read" in one_line_error(run("generate", "--video", str(text), "--prompt", "hi", "--target", target, "--method", "vanilla"))
+
+
+def test_mismatched_tokenizers_are_refused(folders, video, tmp_path):
+    other = build_tokenizer(["completely different words here"] * 20, vocab_size=300)
+    save_model(tmp_path / "alien", other, seed=5, layers=1, hidden=32)
+    res = run("generate", "--video", video, "--prompt", "hi", "--target", str(folders / "target"),
+              "--draft", str(tmp_path / "alien"), "--method", "exact")
+    assert "different tokenizers" in one_line_error(res)

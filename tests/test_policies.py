@@ -1,0 +1,102 @@
+"""Hand-built rounds: fixed logits and relevances give the documented verdicts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvspec.decode import Settings, make_policy, round_view
+from lvspec.policies import Decision
+from lvspec.relevance import anchor_count, anchors
+
+VOCAB = 12
+STOP = 11
+
+
+def logits_for(target_ids: list[int], second: list[int] | None = None, margin: float = 4.0) -> torch.Tensor:
+    """Logits whose argmax at position i is target_ids[i]; optional runner-up second[i] at ``margin`` below."""
+    x = torch.zeros(len(target_ids), VOCAB)
+    for i, t in enumerate(target_ids):
+        x[i, t] = margin
+        if second is not None:
+            x[i, second[i]] = margin / 2
+    return x
+
+
+def decide(method, drafts, targets, relevance, second=None, **settings) -> Decision:
+    view = round_view(logits_for(targets, second), drafts, relevance, frozenset({STOP}))
+    return make_policy(method, Settings(**settings)).decide(view)
+
+
+def test_exact_accepts_the_matching_prefix_then_rejects_and_skips():
+    d = decide("exact", [1, 2, 3, 4], [1, 2, 9, 4, 5], [0.0] * 4)
+    assert d.verdicts == ["exact", "exact", "reject", "skip"]
+    assert d.accepted == 2
+    assert d.anchor == [True] * 4
+
+
+def test_all_exact_accepts_every_draft_token():
+    d = decide("exact", [1, 2, 3], [1, 2, 3, 7], [0.0] * 3)
+    assert d.verdicts == ["exact"] * 3 and d.accepted == 3  # the loop commits t_4 = 7 as the bonus
+
+
+def test_filler_mismatch_is_loose_anchor_mismatch_is_reject():
+    # relevances: position 1 and 3 are the visual ones; λ = 0.5 of 4 → 2 anchors
+    rel = [0.1, 0.9, 0.2, 0.8]
+    d = decide("lvspec", [1, 2, 3, 4], [9, 2, 8, 7, 5], rel, lam=0.5, window=0)
+    assert d.anchor == [False, True, False, True]
+    assert d.verdicts == ["loose", "exact", "loose", "reject"]
+    assert d.accepted == 3
+
+
+def test_lambda_boundaries():
+    rel = [0.5, 0.1, 0.9, 0.3]
+    strict = decide("lvspec", [1, 2, 3, 4], [9, 2, 3, 4, 5], rel, lam=0.0, window=0)
+    assert strict.anchor == [True] * 4 and strict.verdicts[0] == "reject"
+    relaxed = decide("lvspec", [1, 2, 3, 4], [9, 8, 7, 6, 5], rel, lam=1.0, window=0)
+    assert relaxed.anchor == [False] * 4 and relaxed.verdicts == ["loose"] * 4
+    assert [anchor_count(10, lam) for lam in (0.0, 0.3, 0.7, 0.9, 1.0)] == [10, 7, 3, 1, 0]
+
+
+def test_tau_floor_makes_anchors_whatever_the_rank():
+    rel = [0.5, 0.6, 0.7, 0.1]
+    assert anchors(rel, lam=1.0, tau=0.6) == [False, True, True, False]
+    assert anchors(rel, lam=1.0, tau=None) == [False] * 4
+    d = decide("lvspec", [1, 2, 3, 4], [1, 9, 3, 4, 5], rel, lam=1.0, tau=0.6, window=0)
+    assert d.verdicts == ["exact", "reject", "skip", "skip"]
+
+
+def test_min_ratio_guard_accepts_at_equality_and_rejects_below():
+    # p(d) / p(t) = exp(2 - 4) for a runner-up two logits below the top
+    ratio = float(torch.exp(torch.tensor(-2.0)))
+    kw = dict(lam=1.0, window=0)
+    at = decide("lvspec", [3], [9, 5], [0.0], second=[3, 0], min_ratio=ratio * (1 - 1e-6), **kw)
+    above = decide("lvspec", [3], [9, 5], [0.0], second=[3, 0], min_ratio=ratio * 1.01, **kw)
+    assert at.verdicts == ["loose"]
+    assert above.verdicts == ["reject"]
+    view = round_view(logits_for([9, 5], [3, 0]), [3], [0.0], frozenset())
+    assert view.p_draft[0] == pytest.approx(ratio * view.p_top[0], rel=1e-6)
+
+
+def test_shift_salvages_insertions_and_reorderings_within_the_window():
+    # "multiple wooden deck and" against "wooden deck and multiple": all anchors (λ = 0)
+    multiple, wooden, deck, and_ = 1, 2, 3, 4
+    d = decide("lvspec", [multiple, wooden, deck, and_], [wooden, deck, and_, multiple, 5], [0.9] * 4, lam=0.0, window=3)
+    assert d.verdicts == ["shift", "shift", "shift", "reject"]  # the window looks ahead, never back
+    # the draft's word comes only 4 positions later in the target: outside w = 3
+    far = decide("lvspec", [1, 5, 6, 7], [8, 9, 10, 2, 1], [0.9] * 4, lam=0.0, window=3)
+    assert far.verdicts[0] == "reject"
+    off = decide("lvspec", [multiple, wooden], [wooden, multiple, 5], [0.9] * 2, lam=0.0, window=0)
+    assert off.verdicts == ["reject", "skip"]
+
+
+def test_stop_tokens_are_never_relaxed():
+    d = decide("lvspec", [STOP, 2], [1, 2, 3], [0.0, 0.0], lam=1.0, window=3)
+    assert d.anchor[0] and d.verdicts[0] == "reject"
+    wanted = decide("lvspec", [1, 2], [STOP, 2, 3], [0.0, 0.0], lam=1.0, window=3)
+    assert wanted.verdicts[0] == "reject"
+
+
+def test_random_relaxes_the_same_share_without_relevance():
+    d = decide("random", [1] * 10, [2] * 11, [1.0] * 10, lam=0.7, window=0)
+    assert sum(d.anchor) == 3
