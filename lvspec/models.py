@@ -74,13 +74,9 @@ class QwenVLAdapter(Adapter):
             duration=clip.seconds,
             frames_indices=clip.indices,
         )
-        frames = clip.frames
-        if len(frames) % 2:  # the temporal patch is two frames
-            frames = frames[list(range(len(frames))) + [len(frames) - 1]]
-            metadata.frames_indices = clip.indices + clip.indices[-1:]
         return dict(
             processor(
-                text=[text], videos=[frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt"
+                text=[text], videos=[clip.frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt"
             )
         )
 

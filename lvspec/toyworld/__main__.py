@@ -1,0 +1,51 @@
+"""``python -m lvspec.toyworld train|eval|samples``: build, score and show the embedded pair."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from . import DRAFT, TARGET, VIDEOS
+
+
+def main() -> None:
+    from .train import TrainConfig
+
+    p = argparse.ArgumentParser(prog="python -m lvspec.toyworld")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the embedded target or draft (resumes from --work)")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        value = getattr(defaults, f.name)
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(value) if value is not None else str, default=value)
+    e = sub.add_parser("eval", help="attribute accuracy of target and draft alone on held-out clips")
+    e.add_argument("--n", type=int, default=200)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--style", choices=("default", "alt"), default="default", help="renderer of the held-out clips")
+    e.add_argument("--target", default=str(TARGET))
+    e.add_argument("--draft", default=str(DRAFT))
+    e.add_argument("--json", metavar="OUT")
+    s = sub.add_parser("samples", help="write the example clips and their prompts")
+    s.add_argument("--out", default=str(VIDEOS))
+    args = p.parse_args()
+
+    if args.command == "train":
+        from .train import train
+
+        train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}))
+    elif args.command == "eval":
+        from .evaluate import evaluate, print_table, save
+
+        results = evaluate({"target": args.target, "draft": args.draft}, n=args.n, seed=args.seed, style=args.style)
+        print_table(results)
+        if args.json:
+            save(results, args.json)
+    else:
+        from .samples import write_samples
+
+        print(write_samples(Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Prompts, ground-truth answers, and the parser that scores any answer against a scene's facts.
+
+Answers come in two template *styles*, "target" and "draft", that prefer different but overlapping
+phrasings: two models trained on them state the same facts in different words, which is the situation
+LVSpec's loose acceptance is built for. Every phrasing names its facts with a small set of visual words
+(colour, shape, motion and number words), so `parse_facts` maps any wording back to canonical facts and
+`anchor_words` says which tokens carry them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from .world import COLOURS, SHAPES, TRANSLATIONS, Scene, ShapeSpec, sample_scene
+
+T = TypeVar("T")
+
+STYLES = ("target", "draft")
+FAVOURITE_MASS = 0.6  # share of a style's picks that go to its favourite templates
+_FAVOURITES = {"target": (0, 1), "draft": (1, 2)}  # favourite template indices, modulo 5
+
+PROMPTS = {
+    "describe": "Describe the video.",
+    "colour": "What colour is the {shape}?",
+    "shape": "What shape is the {colour} object?",
+    "count": "How many shapes are there?",
+    "motion": "Which way does the {colour} {shape} move?",
+}
+PROMPT_VARIANTS = {
+    "describe": ("Describe this video.", "What happens in the video?", "Describe what you see.",
+                 "Give a caption for the video.", "What is shown in this clip?"),
+    "colour": ("What color is the {shape}?", "Which colour is the {shape}?", "What is the colour of the {shape}?",
+               "What color is the {shape} in the video?"),
+    "shape": ("Which shape is {colour}?", "What is the {colour} shape?", "What kind of shape is the {colour} object?",
+              "What shape is the {colour} thing?"),
+    "count": ("How many shapes do you see?", "How many objects are in the video?", "Count the shapes.",
+              "How many shapes appear in the clip?"),
+    "motion": ("In which direction does the {colour} {shape} move?", "How does the {colour} {shape} move?",
+               "What does the {colour} {shape} do?", "Which way does the {shape} move?", "How does the {shape} move?"),
+}
+_KIND_WEIGHTS = {"describe": 0.4, "colour": 0.15, "shape": 0.15, "count": 0.1, "motion": 0.2}
+
+# ---------------------------------------------------------------------------------------------------
+# Visual words: the only words that carry facts. Templates use no other word from these tables.
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
+_COUNT_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {str(i): i for i in range(10)} | {"single": 1}
+_COLOUR_WORDS = {c: c for c in COLOURS}
+_SHAPE_WORDS = {s: s for s in SHAPES} | {s + "s": s for s in SHAPES}
+_MOTION_WORDS = {
+    **{w: "left" for w in ("left", "leftward", "leftwards")},
+    **{w: "right" for w in ("right", "rightward", "rightwards")},
+    **{w: "up" for w in ("up", "upward", "upwards")},
+    **{w: "down" for w in ("down", "downward", "downwards")},
+    **{w: "still" for w in ("still", "stationary", "motionless", "not")},
+    **{w: "growing" for w in ("grow", "grows", "growing", "grew", "bigger", "larger", "expand", "expands",
+                              "expanding")},
+    **{w: "shrinking" for w in ("shrink", "shrinks", "shrinking", "shrank", "smaller")},
+    **{w: "rotating" for w in ("rotate", "rotates", "rotating", "spin", "spins", "spinning", "turn", "turns",
+                               "turning")},
+}
+
+# Motion phrases as (finite, gerund): "the square {moves left}" / "a square {moving left}".
+_MOVERS = (("moves", "moving"), ("slides", "sliding"), ("drifts", "drifting"), ("travels", "travelling"),
+           ("heads", "heading"), ("glides", "gliding"), ("goes", "going"))
+_DIRECTIONS = {
+    "left": ("left", "to the left", "leftward", "leftwards", "towards the left"),
+    "right": ("right", "to the right", "rightward", "rightwards", "towards the right"),
+    "up": ("up", "upward", "upwards"),
+    "down": ("down", "downward", "downwards"),
+}
+_IN_PLACE = {
+    "still": (("stays still", "staying still"), ("does not move", "not moving"), ("remains still", "remaining still"),
+              ("holds still", "holding still"), ("stands still", "standing still"),
+              ("sits still", "sitting still"), ("stays motionless", "staying motionless"),
+              ("keeps still", "keeping still"), ("stays stationary", "staying stationary")),
+    "growing": (("grows", "growing"), ("gets bigger", "getting bigger"), ("grows larger", "growing larger"),
+                ("expands", "expanding"), ("becomes larger", "becoming larger"), ("grows bigger", "growing bigger"),
+                ("gets larger", "getting larger"), ("grows in size", "growing in size")),
+    "shrinking": (("shrinks", "shrinking"), ("gets smaller", "getting smaller"),
+                  ("becomes smaller", "becoming smaller"), ("shrinks in size", "shrinking in size"),
+                  ("keeps shrinking", "shrinking steadily"), ("shrinks slowly", "slowly shrinking")),
+    "rotating": (("rotates", "rotating"), ("spins", "spinning"), ("spins around", "spinning around"),
+                 ("turns around", "turning around"), ("keeps rotating", "rotating steadily"),
+                 ("turns slowly", "turning slowly"), ("rotates slowly", "slowly rotating")),
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Answer templates. Placeholders: {colour} {shape} {n} {shapes} {be} {appear} {moves} {moving} and, in
+# captions, {clauses} {gclauses} {nps} {the_clauses} {each}. Sentences are capitalised afterwards.
+
+_CAPTIONS = (
+    "{clauses}.",
+    "the video shows {gclauses}.",
+    "there {be} {n} {shapes}: {nps}. {the_clauses}.",
+    "in this clip, {clauses}.",
+    "we see {gclauses}.",
+    "{n} {shapes} {appear}. {the_clauses}.",
+    "this video contains {nps}. {the_clauses}.",
+    "{each}",
+    "here, {clauses}.",
+    "the clip features {n} {shapes}: {gclauses}.",
+    "in the video, there is {gclauses}.",
+    "{n} {shapes} can be seen. {each}",
+    "the scene has {nps}; {the_clauses}.",
+    "a short clip in which {clauses}.",
+    "this is a video of {gclauses}.",
+    "the video has {n} {shapes}. {each}",
+)
+_OBJECT_SENTENCES = (
+    "there is {a_np} that {moves}.",
+    "there is {a_np}, and it {moves}.",
+    "{the_np} {moves}.",
+    "{a_np} is {moving}.",
+    "you can see {a_np} {moving}.",
+)
+_LAST_JOINERS = (" and ", ", and ", " while ", ", while ")
+_COLOUR_ANSWERS = ("the {shape} is {colour}.", "it is {colour}.", "the {shape} is coloured {colour}.", "{colour}.",
+                   "it's {colour}.", "the colour of the {shape} is {colour}.", "that {shape} is {colour}.",
+                   "the {shape} appears {colour}.")
+_SHAPE_ANSWERS = ("the {colour} object is a {shape}.", "it is a {shape}.", "it's a {shape}.", "a {shape}.",
+                  "the {colour} shape is a {shape}.", "that is a {shape}.",
+                  "the {colour} object is shaped like a {shape}.", "it has the form of a {shape}.")
+_COUNT_ANSWERS = ("there {be} {n} {shapes}.", "{n}.", "I count {n} {shapes}.", "there {be} {n} {shapes} in the video.",
+                  "the video has {n} {shapes}.", "{n} {shapes}.", "I see {n} {shapes}.",
+                  "the clip contains {n} {shapes}.")
+_MOTION_ANSWERS = ("it {moves}.", "the {colour} {shape} {moves}.", "it is {moving}.", "the {shape} {moves}.",
+                   "{moving}.", "the {colour} {shape} is {moving}.", "in the video, it {moves}.")
+
+
+def _pick(options: Sequence[T], rng: np.random.Generator, style: str) -> T:
+    """One option, with `FAVOURITE_MASS` of the probability on ``style``'s favourites and the rest spread evenly."""
+    if style not in _FAVOURITES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    fav = np.array([i % 5 in _FAVOURITES[style] for i in range(len(options))])
+    if fav.all() or not fav.any():
+        return options[int(rng.integers(len(options)))]
+    weights = np.where(fav, FAVOURITE_MASS / fav.sum(), (1 - FAVOURITE_MASS) / (~fav).sum())
+    return options[int(rng.choice(len(options), p=weights))]
+
+
+def _sentence_case(text: str) -> str:
+    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def _motion_phrase(motion: str, rng: np.random.Generator, style: str) -> tuple[str, str]:
+    """(finite, gerund) wording of ``motion``, e.g. ("slides to the left", "sliding to the left")."""
+    if motion in TRANSLATIONS:
+        finite, gerund = _pick(_MOVERS, rng, style)
+        where = _pick(_DIRECTIONS[motion], rng, style)
+        return f"{finite} {where}", f"{gerund} {where}"
+    return _pick(_IN_PLACE[motion], rng, style)
+
+
+def _noun(spec: ShapeSpec, article: str) -> str:
+    if article == "a" and spec.colour[0] in "aeiou":
+        article = "an"
+    return f"{article} {spec.colour} {spec.shape}"
+
+
+def _join(items: list[str], rng: np.random.Generator, style: str, clauses: bool = False) -> str:
+    """"x", "x and y", "x, y and z"; whole clauses may also be joined by "while" or a comma before "and"."""
+    if len(items) == 1:
+        return items[0]
+    joiners = _LAST_JOINERS if clauses else _LAST_JOINERS[:1] if len(items) == 2 else _LAST_JOINERS[:2]
+    return ", ".join(items[:-1]) + _pick(joiners, rng, style) + items[-1]
+
+
+def _counting(n: int) -> dict[str, str]:
+    return {"n": NUMBER_WORDS[n], "shapes": "shape" if n == 1 else "shapes", "be": "is" if n == 1 else "are",
+            "appear": "appears" if n == 1 else "appear"}
+
+
+def _caption(scene: Scene, rng: np.random.Generator, style: str) -> str:
+    specs = sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape))  # a fixed order a model can learn
+    template = _pick(_CAPTIONS, rng, style)
+    phrases = [_motion_phrase(s.motion, rng, style) for s in specs]
+    each = [_pick(_OBJECT_SENTENCES, rng, style).format(a_np=_noun(s, "a"), the_np=_noun(s, "the"), moves=f, moving=g)
+            for s, (f, g) in zip(specs, phrases)]
+    fields = _counting(len(specs)) | {
+        "clauses": _join([f"{_noun(s, 'a')} {f}" for s, (f, _) in zip(specs, phrases)], rng, style, clauses=True),
+        "gclauses": _join([f"{_noun(s, 'a')} {g}" for s, (_, g) in zip(specs, phrases)], rng, style),
+        "nps": _join([_noun(s, "a") for s in specs], rng, style),
+        "the_clauses": _join([f"{_noun(s, 'the')} {f}" for s, (f, _) in zip(specs, phrases)], rng, style, clauses=True),
+        "each": " ".join(each),
+    }
+    return template.format(**fields)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompts
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a prompt asks: its kind (a key of `PROMPTS`) and, for per-object kinds, which object."""
+
+    kind: str
+    subject: ShapeSpec | None = None
+
+
+def sample_prompt(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A prompt that applies to ``scene`` and its kind; half the time the canonical wording, else a variant."""
+    kinds = list(_KIND_WEIGHTS)
+    kind = kinds[int(rng.choice(len(kinds), p=list(_KIND_WEIGHTS.values())))]
+    subject = scene.shapes[int(rng.integers(len(scene.shapes)))]
+    variants = PROMPT_VARIANTS[kind]
+    template = PROMPTS[kind] if rng.random() < 0.5 else variants[int(rng.integers(len(variants)))]
+    return template.format(shape=subject.shape, colour=subject.colour), kind
+
+
+def _prompt_kind(prompt: str) -> str:
+    p = prompt.lower()
+    if "how many" in p or p.startswith("count"):
+        return "count"
+    if any(k in p for k in ("describe", "what happens", "caption", "what is shown")):
+        return "describe"
+    if any(k in p for k in ("which way", "direction", "move", "what does")):
+        return "motion"
+    if "colour" in p or "color" in p:
+        return "colour"
+    if "shape" in p or "kind" in p:
+        return "shape"
+    raise ValueError(f"cannot tell what the prompt asks: {prompt!r}")
+
+
+def parse_prompt(scene: Scene, prompt: str) -> Question:
+    """Which fact ``prompt`` asks about, and of which of ``scene``'s objects (ValueError if none fits)."""
+    kind = _prompt_kind(prompt)
+    if kind in ("describe", "count"):
+        return Question(kind)
+    words = _words(prompt)
+    colours = [_COLOUR_WORDS[w] for w in words if w in _COLOUR_WORDS]
+    shapes = [_SHAPE_WORDS[w] for w in words if w in _SHAPE_WORDS]
+    named = {"colour": shapes, "shape": colours, "motion": shapes or colours}[kind]
+    matches = [s for s in scene.shapes
+               if (not shapes or s.shape == shapes[0]) and (kind == "colour" or not colours or s.colour == colours[0])]
+    if not named or len(matches) != 1:
+        raise ValueError(f"prompt {prompt!r} names no single object of the scene")
+    return Question(kind, matches[0])
+
+
+def answer(scene: Scene, prompt: str, rng: np.random.Generator, style: str = "target") -> str:
+    """The ground-truth answer to ``prompt`` about ``scene``, worded in ``style``'s preferred templates."""
+    q = parse_prompt(scene, prompt)
+    if q.kind == "describe":
+        return _sentence_case(_caption(scene, rng, style))
+    if q.kind == "count":
+        return _sentence_case(_pick(_COUNT_ANSWERS, rng, style).format(**_counting(len(scene.shapes))))
+    s = q.subject
+    if q.kind == "motion":
+        finite, gerund = _motion_phrase(s.motion, rng, style)
+        text = _pick(_MOTION_ANSWERS, rng, style).format(colour=s.colour, shape=s.shape, moves=finite, moving=gerund)
+    else:
+        text = _pick(_COLOUR_ANSWERS if q.kind == "colour" else _SHAPE_ANSWERS, rng, style)
+        text = text.format(colour=s.colour, shape=s.shape)
+    return _sentence_case(text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing and scoring
+
+Binding = tuple[str | None, str | None, str | None]  # (colour, shape, motion) stated together
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+
+
+def parse_facts(text: str) -> dict:
+    """Canonical facts stated in ``text``: colours, shapes, motions (in order of first mention), the count,
+    and bindings — one (colour, shape, motion) triple per object mentioned in a clause. A clause with a
+    motion but no object ("and it moves left") completes the previous object's motion.
+    """
+    colours, shapes, motions, bindings = [], [], [], []
+    count = None
+    for clause in re.split(r"[.;:!?,]|\b(?:and|while|whereas|but)\b", text.lower()):
+        words = _words(clause)
+        cs = [_COLOUR_WORDS[w] for w in words if w in _COLOUR_WORDS]
+        ss = [_SHAPE_WORDS[w] for w in words if w in _SHAPE_WORDS]
+        ms = list(dict.fromkeys(_MOTION_WORDS[w] for w in words if w in _MOTION_WORDS))
+        if count is None:
+            count = next((_COUNT_WORDS[w] for w in words if w in _COUNT_WORDS), None)
+        colours += [c for c in cs if c not in colours]
+        shapes += [s for s in ss if s not in shapes]
+        motions += [m for m in ms if m not in motions]
+        motion = ms[0] if len(ms) == 1 else None
+        if cs or ss:
+            n = max(len(cs), len(ss))
+            bindings += [(cs[i] if i < len(cs) else None, ss[i] if i < len(ss) else None, motion if n == 1 else None)
+                         for i in range(n)]
+        elif motion and bindings and bindings[-1][2] is None:
+            bindings[-1] = (*bindings[-1][:2], motion)
+        elif motion:
+            bindings.append((None, None, motion))
+    return {"colours": colours, "shapes": shapes, "motions": motions, "count": count, "bindings": bindings}
+
+
+def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
+    """Whether ``text`` states the right facts for ``prompt``: one entry per fact type the prompt asks about.
+
+    For a description, "colour", "shape" and "motion" are right when every object is bound to its own
+    value and no other, and "count" when exactly as many objects are mentioned as there are (and any number
+    stated is that count). Stating several values for one asked fact is wrong.
+    """
+    q = parse_prompt(scene, prompt)
+    facts = parse_facts(text)
+    b = facts["bindings"]
+    n = len(scene.shapes)
+    if q.kind == "count":
+        return {"count": facts["count"] == n}
+    if q.kind == "describe":
+        objects = {(c, s) for c, s, _ in b if c and s}
+        return {
+            "colour": all({c for c, sh, _ in b if c and sh == s.shape} == {s.colour} for s in scene.shapes),
+            "shape": all({sh for c, sh, _ in b if sh and c == s.colour} == {s.shape} for s in scene.shapes),
+            "motion": all(_motions_of(b, s, require_object=True) == {s.motion} for s in scene.shapes),
+            "count": len(objects) == n and facts["count"] in (None, n),
+        }
+    s = q.subject
+    if q.kind == "colour":
+        return {"colour": {c for c, sh, _ in b if c and sh in (s.shape, None)} == {s.colour}}
+    if q.kind == "shape":
+        return {"shape": {sh for c, sh, _ in b if sh and c in (s.colour, None)} == {s.shape}}
+    return {"motion": _motions_of(b, s, require_object=False) == {s.motion}}
+
+
+def _motions_of(bindings: list[Binding], spec: ShapeSpec, require_object: bool) -> set[str]:
+    """Motions stated of ``spec``: bound to its colour and/or shape (and to nothing else named)."""
+    return {m for c, sh, m in bindings
+            if m and c in (spec.colour, None) and sh in (spec.shape, None) and (c or sh or not require_object)}
+
+
+def anchor_words() -> set[str]:
+    """Lower-case words that carry visual facts (colour, shape, motion and count words with their inflections)."""
+    return set(_COLOUR_WORDS) | set(_SHAPE_WORDS) | set(_MOTION_WORDS) | set(_COUNT_WORDS)
+
+
+def corpus(n: int, rng: np.random.Generator) -> Iterator[str]:
+    """``n`` prompt-and-answer texts, alternating the two answer styles, for training a tokenizer."""
+    for i in range(n):
+        scene = sample_scene(rng)
+        prompt, _ = sample_prompt(scene, rng)
+        yield f"{prompt}\n{answer(scene, prompt, rng, STYLES[i % 2])}"

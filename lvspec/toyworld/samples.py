@@ -1,0 +1,49 @@
+"""The example clips shipped in assets/videos, chosen to cover the world's whole vocabulary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .answers import PROMPTS
+from .clipio import write_mp4
+from .world import Scene, ShapeSpec, render
+
+S = ShapeSpec
+EXAMPLES: list[tuple[str, Scene, str]] = [
+    ("red-circle-right", Scene((S("circle", "red", "right"),), "plain"), "default"),
+    ("blue-square-yellow-star", Scene((S("square", "blue", "up"), S("star", "yellow", "left")), "gradient"), "default"),
+    ("green-triangle-growing", Scene((S("triangle", "green", "growing"),), "noise"), "default"),
+    ("three-shapes", Scene((S("circle", "orange", "still"), S("square", "white", "down"), S("star", "purple", "rotating")), "plain"), "default"),
+    ("pink-heart-shrinking", Scene((S("heart", "pink", "shrinking"),), "gradient"), "default"),
+    ("diamond-and-square", Scene((S("square", "red", "growing"), S("diamond", "yellow", "down")), "noise"), "default"),
+    ("orange-triangle-left-alt", Scene((S("triangle", "orange", "left"),), "gradient"), "alt"),
+    ("circle-heart-diamond", Scene((S("circle", "white", "up"), S("heart", "blue", "right"), S("diamond", "green", "still")), "gradient"), "default"),
+]
+
+
+def prompts_for(scene: Scene) -> list[str]:
+    first, last = scene.shapes[0], scene.shapes[-1]
+    return [
+        PROMPTS["describe"],
+        PROMPTS["colour"].format(shape=first.shape),
+        PROMPTS["motion"].format(colour=last.colour, shape=last.shape),
+        PROMPTS["shape"].format(colour=last.colour),
+        PROMPTS["count"],
+    ]
+
+
+def write_samples(folder: Path, seed: int = 7) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    index = []
+    for i, (name, scene, style) in enumerate(EXAMPLES):
+        rng = np.random.default_rng((2, seed, i))
+        frames = render(scene, rng, 160, 120, 16, style=style)
+        write_mp4(frames, folder / f"{name}.mp4", fps=8)
+        index.append({"video": f"{name}.mp4", "prompts": prompts_for(scene), "scene": asdict(scene)})
+    path = folder / "examples.json"
+    path.write_text(json.dumps(index, indent=1))
+    return path

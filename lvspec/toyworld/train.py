@@ -1,0 +1,132 @@
+"""Train the embedded target or draft from scratch on the synthetic world (CPU, bf16 autocast).
+
+Plain loop, nanoGPT style: AdamW, linear warm-up then cosine decay, checkpoints that resume exactly
+(batches are a function of the step), a loss curve saved as PNG, the result saved with
+``save_pretrained`` beside the processor so it loads like any hub checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from .answers import corpus
+from .data import Batches
+from .vocab import build_processor, build_tokenizer, tiny_config
+
+# Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
+# and the draft is clearly weaker at reading the video.
+SIZES = {
+    "target": dict(hidden=256, layers=12, heads=4, kv_heads=2, vision_hidden=64, vision_depth=2),
+    "draft": dict(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=32, vision_depth=1),
+}
+
+
+@dataclass
+class TrainConfig:
+    role: str = "target"  # "target" or "draft": model size and answer wording
+    out: str = "assets/models/toy-target"
+    work: str = "runs/toy-target"  # checkpoints and logs
+    tokenizer_from: str | None = None  # a saved processor folder; None = build one
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 100
+    seed: int = 0
+    checkpoint_every: int = 250
+    vocab_size: int = 640
+    threads: int = 2
+
+
+def lr_at(step: int, c: TrainConfig) -> float:
+    if step < c.warmup:
+        return c.lr * (step + 1) / c.warmup
+    progress = (step - c.warmup) / max(1, c.steps - c.warmup)
+    return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def processor_for(c: TrainConfig):
+    if c.tokenizer_from:
+        return AutoProcessor.from_pretrained(c.tokenizer_from)
+    tokenizer = build_tokenizer(corpus(20000, np.random.default_rng(c.seed)), vocab_size=c.vocab_size)
+    return build_processor(tokenizer)
+
+
+def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = zip(*history)
+    window = max(1, len(losses) // 50)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ax.plot(steps, losses, color="#c7d2e0", lw=0.8, label="batch")
+    ax.plot(steps[window - 1 :], smooth, color="#1f4e8c", lw=1.6, label=f"mean of {window}")
+    ax.set(xlabel="step", ylabel="answer loss (nats/token)", title=title, yscale="log")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(c: TrainConfig) -> Path:
+    torch.set_num_threads(c.threads)
+    work, out = Path(c.work), Path(c.out)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / "checkpoint.pt"
+    processor = processor_for(c)
+    torch.manual_seed(c.seed)
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
+    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    start, history = 0, []
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, history = ckpt["step"], ckpt["history"]
+        processor = AutoProcessor.from_pretrained(work / "processor")
+    else:
+        processor.save_pretrained(work / "processor")
+
+    style = c.role
+    batches = Batches(processor, c.seed, c.batch_size, style, start, c.steps)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
+    model.train()
+    bar = tqdm(loader, initial=start, total=c.steps, desc=f"train {c.role}", dynamic_ncols=True)
+    t0 = time.time()
+    for step, batch in enumerate(bar, start=start):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, c)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history.append((step, loss.item()))
+        bar.set_postfix(loss=f"{history[-1][1]:.3f}")
+        if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history}
+            torch.save(state, work / "checkpoint.tmp")
+            (work / "checkpoint.tmp").replace(ckpt_path)
+            plot_loss(history, work / "loss.png", f"toy-{c.role}")
+
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    plot_loss(history, out / "loss.png", f"toy-{c.role}")
+    log = {"config": asdict(c), "seconds_this_run": round(time.time() - t0, 1), "final_loss": history[-1][1],
+           "parameters": sum(p.numel() for p in model.parameters())}
+    (out / "training.json").write_text(json.dumps(log, indent=1))
+    return out

@@ -1,0 +1,267 @@
+"""The toy world: clips show the facts their scene states, answers parse back to those facts, clips round-trip."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import decord
+import numpy as np
+import pytest
+
+from lvspec.toyworld import answers as A
+from lvspec.toyworld.clipio import write_mp4
+from lvspec.toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, STYLES, Scene, ShapeSpec, render, sample_scene
+
+PALETTE = np.array(list(COLOURS.values()), np.float32)
+
+
+def colour_masks(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per colour name, the (T, H, W) pixels nearest that base colour and far from the grey background."""
+    pixels = frames.astype(np.float32)
+    dist = np.stack([np.square(pixels - rgb).sum(-1) for rgb in PALETTE])
+    nearest, close = dist.argmin(0), dist.min(0) < 80**2
+    return {name: (nearest == i) & close for i, name in enumerate(COLOURS)}
+
+
+def centroid(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def scenes(n: int, seed: int = 0) -> list[Scene]:
+    rng = np.random.default_rng(seed)
+    return [sample_scene(rng) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scenes and rendering
+
+
+def test_scenes_have_distinct_shapes_and_colours():
+    rng = np.random.default_rng(0)
+    seen = set()
+    for scene in scenes(500):
+        assert 1 <= len(scene.shapes) <= 3 and scene.background in BACKGROUNDS
+        assert len({s.shape for s in scene.shapes}) == len({s.colour for s in scene.shapes}) == len(scene.shapes)
+        assert not any(s.shape == "circle" and s.motion == "rotating" for s in scene.shapes)
+        seen |= {(s.shape, s.colour, s.motion) for s in scene.shapes}
+    assert {m for *_, m in seen} == set(MOTIONS) and {c for _, c, _ in seen} == set(COLOURS)
+    assert len(sample_scene(rng, n_shapes=3).shapes) == 3
+    assert scenes(5, seed=7) == scenes(5, seed=7)
+
+
+SIZES = [(64, 64, 4), (112, 112, 16), (320, 240, 32), (113, 97, 5), (96, 96, 1)]
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("width,height,n_frames", SIZES)
+def test_render_any_size(style, width, height, n_frames):
+    scene = sample_scene(np.random.default_rng(width + n_frames), n_shapes=3)
+    frames = render(scene, np.random.default_rng(1), width, height, n_frames, style)
+    assert frames.shape == (n_frames, height, width, 3) and frames.dtype == np.uint8
+    masks = colour_masks(frames)
+    for s in scene.shapes:
+        assert masks[s.colour].sum(axis=(1, 2)).min() > 0.004 * width * height, s
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_render_is_deterministic_and_fast(style):
+    scene = sample_scene(np.random.default_rng(3))
+    a = render(scene, np.random.default_rng(5), style=style)
+    assert np.array_equal(a, render(scene, np.random.default_rng(5), style=style))
+    assert not np.array_equal(a, render(scene, np.random.default_rng(6), style=style))
+    start = time.perf_counter()
+    for i, scene in enumerate(scenes(20, seed=1)):
+        render(scene, np.random.default_rng(i), style=style)
+    assert (time.perf_counter() - start) / 20 < 0.05
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_motion_is_visible(style, motion):
+    """Each motion is measurable from the colour mask alone, over every background and at two frame sizes."""
+    rng = np.random.default_rng(MOTIONS.index(motion))
+    for i in range(6):
+        shape = SHAPES[1 + i % (len(SHAPES) - 1)] if motion == "rotating" else SHAPES[i % len(SHAPES)]
+        colour = list(COLOURS)[(i + MOTIONS.index(motion)) % len(COLOURS)]
+        width, height = (112, 112) if i % 2 else (160, 96)
+        scene = Scene((ShapeSpec(shape, colour, motion),), BACKGROUNDS[i % 3])
+        mask = colour_masks(render(scene, rng, width, height, 12, style))[colour]
+        first, last = mask[0], mask[-1]
+        shift = centroid(last) - centroid(first)
+        growth = last.sum() / first.sum()
+        moves = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+        if motion in moves:
+            along = shift @ np.array(moves[motion]) / (width if moves[motion][0] else height)
+            assert along > 0.3 and abs(shift @ np.array(moves[motion][::-1])) < 3, (scene, shift)
+            assert 0.8 < growth < 1.25
+        elif motion in ("growing", "shrinking"):
+            assert np.abs(shift).max() < 3
+            assert (growth if motion == "growing" else 1 / growth) > 1.6**2 * 0.9, (scene, growth)
+        else:
+            assert np.abs(shift).max() < 3 and 0.8 < growth < 1.25, (scene, shift, growth)
+            changed = max((m ^ first).sum() / first.sum() for m in mask)
+            assert (changed > 0.25) == (motion == "rotating"), (scene, changed)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_backgrounds_never_look_like_a_shape_colour(style):
+    rng = np.random.default_rng(4)
+    for background in BACKGROUNDS * 5:
+        frames = render(Scene((), background), rng, 96, 80, 3, style)
+        assert not any(mask.any() for mask in colour_masks(frames).values()), background
+
+
+def test_render_rejects_bad_arguments():
+    scene = sample_scene(np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        render(scene, np.random.default_rng(0), style="cartoon")
+    with pytest.raises(ValueError):
+        render(scene, np.random.default_rng(0), n_frames=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers
+
+
+FACTS = ("colour", "shape", "motion", "count")
+
+
+def bindings_of(scene: Scene) -> set[tuple[str, str, str]]:
+    return {(s.colour, s.shape, s.motion) for s in scene.shapes}
+
+
+@pytest.mark.parametrize("style", A.STYLES)
+def test_captions_round_trip(style):
+    rng = np.random.default_rng(A.STYLES.index(style))
+    for scene in scenes(400, seed=2):
+        text = A.answer(scene, A.PROMPTS["describe"], rng, style)
+        facts = A.parse_facts(text)
+        assert bindings_of(scene) <= set(facts["bindings"]), text
+        assert set(facts["colours"]) == {s.colour for s in scene.shapes}, text
+        assert set(facts["shapes"]) == {s.shape for s in scene.shapes}, text
+        assert set(facts["motions"]) == {s.motion for s in scene.shapes}, text
+        assert facts["count"] in (None, len(scene.shapes)), text
+        assert A.score(scene, "Describe the video.", text) == dict.fromkeys(FACTS, True)
+
+
+@pytest.mark.parametrize("style", A.STYLES)
+def test_every_prompt_wording_is_answered_right(style):
+    rng = np.random.default_rng(3)
+    for scene in scenes(150, seed=3):
+        for kind, canonical in A.PROMPTS.items():
+            for template in (canonical, *A.PROMPT_VARIANTS[kind]):
+                s = scene.shapes[int(rng.integers(len(scene.shapes)))]
+                prompt = template.format(shape=s.shape, colour=s.colour)
+                question = A.parse_prompt(scene, prompt)
+                assert question.kind == kind and question.subject in (None, s), prompt
+                text = A.answer(scene, prompt, rng, style)
+                result = A.score(scene, prompt, text)
+                assert result and all(result.values()), (prompt, text, result)
+
+
+def test_sample_prompt_applies_and_is_deterministic():
+    kinds = set()
+    for seed, scene in enumerate(scenes(300, seed=4)):
+        prompt, kind = A.sample_prompt(scene, np.random.default_rng(seed))
+        assert A.parse_prompt(scene, prompt).kind == kind
+        assert A.sample_prompt(scene, np.random.default_rng(seed)) == (prompt, kind)
+        kinds.add(kind)
+    assert kinds == set(A.PROMPTS)
+
+
+def corrupt(scene: Scene, **changes) -> Scene:
+    """The scene with its first object changed, e.g. a different colour or motion."""
+    first = ShapeSpec(**{**vars(scene.shapes[0]), **changes})
+    return Scene((first, *scene.shapes[1:]), scene.background)
+
+
+def test_score_catches_wrong_answers():
+    rng = np.random.default_rng(5)
+    for scene in scenes(200, seed=5):
+        s = scene.shapes[0]
+        other_colour = next(c for c in COLOURS if c not in {x.colour for x in scene.shapes})
+        other_shape = next(x for x in SHAPES if x not in {y.shape for y in scene.shapes})
+        other_motion = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "growing",
+                        "growing": "shrinking", "shrinking": "growing", "rotating": "still"}[s.motion]
+        describe = "Describe the video."
+
+        def wrong(fake: Scene, prompt: str = describe, style: str = "target") -> dict[str, bool]:
+            return A.score(scene, prompt, A.answer(fake, prompt, rng, style))
+
+        assert wrong(corrupt(scene, colour=other_colour))["colour"] is False
+        assert wrong(corrupt(scene, shape=other_shape), style="draft")["shape"] is False
+        assert wrong(corrupt(scene, motion=other_motion))["motion"] is False
+        n = len(scene.shapes)
+        fewer = Scene(scene.shapes[1:], scene.background) if n > 1 else None
+        more = Scene((*scene.shapes, ShapeSpec(other_shape, other_colour, "still")), scene.background)
+        for fake in filter(None, (fewer, more)):
+            result = wrong(fake, style="draft")
+            assert result["count"] is False and (n == 1 or not all(result.values()))
+        assert wrong(corrupt(scene, colour=other_colour), f"What colour is the {s.shape}?") == {"colour": False}
+        assert A.score(scene, f"What shape is the {s.colour} object?", f"It is a {other_shape}.") == {"shape": False}
+        assert wrong(corrupt(scene, motion=other_motion), f"Which way does the {s.colour} {s.shape} move?",
+                     "draft") == {"motion": False}
+        assert wrong(more, "How many shapes are there?") == {"count": False}
+
+
+def test_score_reads_free_wording():
+    scene = Scene((ShapeSpec("circle", "red", "left"), ShapeSpec("square", "blue", "growing")), "plain")
+    good = "There are 2 shapes. A red circle travels towards the left; the blue square is getting bigger."
+    assert all(A.score(scene, "Describe the video.", good).values())
+    assert A.score(scene, "Describe the video.", "A red circle moves right and a blue square grows.")["motion"] is False
+    assert A.score(scene, "Describe the video.", "A red circle moves left.")["count"] is False
+    assert A.score(scene, "What color is the square?", "The square is blue, not red.") == {"colour": False}
+    assert A.score(scene, "Which way does the circle move?", "It drifts leftward.") == {"motion": True}
+    with pytest.raises(ValueError):
+        A.parse_prompt(scene, "What colour is the star?")
+
+
+def test_styles_word_the_same_facts_differently():
+    scene = Scene((ShapeSpec("star", "green", "up"), ShapeSpec("heart", "pink", "still")), "noise")
+    rng = np.random.default_rng(6)
+    texts = {style: [A.answer(scene, "Describe the video.", rng, style) for _ in range(300)] for style in A.STYLES}
+    share = {style: {t: ts.count(t) / len(ts) for t in set(ts)} for style, ts in texts.items()}
+    same = sum(p * share["draft"].get(t, 0) for t, p in share["target"].items())
+    within = sum(p * p for p in share["target"].values())
+    assert same < 0.7 * within
+    assert set(texts["target"]) & set(texts["draft"])
+    openers = {style: {t.split()[0] for t in ts} for style, ts in texts.items()}
+    assert openers["target"] & openers["draft"]
+
+
+def test_answers_are_deterministic_and_use_visual_words():
+    scene = sample_scene(np.random.default_rng(8), n_shapes=3)
+    one = A.answer(scene, "Describe the video.", np.random.default_rng(1), "draft")
+    assert one == A.answer(scene, "Describe the video.", np.random.default_rng(1), "draft")
+    anchors = A.anchor_words()
+    assert {"red", "square", "squares", "left", "leftward", "still", "grows", "shrinking", "two", "three"} <= anchors
+    assert not {"the", "a", "video", "moves", "shape", "shapes", "colour", "is", "and"} & anchors
+    for text in A.corpus(200, np.random.default_rng(9)):
+        words = set(re.findall(r"[a-z0-9']+", text.split("\n")[1].lower()))
+        assert words & anchors, text
+
+
+def test_corpus_is_deterministic_and_covers_both_styles():
+    a = list(A.corpus(50, np.random.default_rng(0)))
+    assert a == list(A.corpus(50, np.random.default_rng(0))) and len(a) == 50
+    assert all(text.count("\n") == 1 for text in a)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clip files
+
+
+@pytest.mark.parametrize("width,height,n_frames,fps", [(112, 112, 16, 8.0), (113, 97, 5, 10.0), (320, 240, 24, 29.97)])
+def test_mp4_round_trips_through_decord(tmp_path, width, height, n_frames, fps):
+    rng = np.random.default_rng(0)
+    frames = render(sample_scene(rng), rng, width, height, n_frames)
+    path = write_mp4(frames, tmp_path / "clip.mp4", fps)
+    reader = decord.VideoReader(str(path))
+    back = reader.get_batch(list(range(len(reader)))).asnumpy()
+    assert len(reader) == n_frames and reader.get_avg_fps() == pytest.approx(fps, rel=1e-3)
+    assert back.shape == (n_frames, height + height % 2, width + width % 2, 3)
+    assert np.abs(back[:, :height, :width].astype(int) - frames).mean() < 8
+    if (width, height, n_frames) == (112, 112, 16):
+        assert path.stat().st_size < 12_000
