@@ -33,8 +33,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--video", required=True, help="path to a video file")
     g.add_argument("--prompt", required=True)
     g.add_argument("--method", choices=METHODS, default="lvspec")
-    g.add_argument("--target", required=True, help="hub id or local folder (HuggingFace format)")
-    g.add_argument("--draft", help="hub id or local folder; required by every method but vanilla")
+    g.add_argument("--target", help="hub id or local folder (HuggingFace format); default: the embedded pair")
+    g.add_argument("--draft", help="hub id or local folder; default: the embedded draft when --target is not given")
     g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     g.add_argument("--k", type=int, default=d.k, help="draft tokens per round")
     g.add_argument("--lam", type=float, default=d.lam, help="relaxation ratio λ: share of positions relaxed")
@@ -51,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check(args, p: argparse.ArgumentParser) -> None:
+    if args.target is None:
+        from .toyworld import DRAFT, TARGET
+
+        args.target, args.draft = str(TARGET), args.draft or str(DRAFT)
     if args.method != "vanilla" and not args.draft:
         p.error(f"--method {args.method} needs --draft")
     if args.k < 1 or args.max_new_tokens < 1 or args.frames < 1 or args.top_n < 1 or args.window < 0:

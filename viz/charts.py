@@ -1,0 +1,274 @@
+"""Plotly figures of RunTraces, and the plain figure data they are drawn from.
+
+Each figure has a data function that returns plain numbers; ``export.py`` draws the same data with
+matplotlib, so the app and the slides never disagree about a value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from statistics import mean
+
+import numpy as np
+import plotly.graph_objects as go
+
+from lvspec.policies import Decision
+from lvspec.trace import VERDICTS, RunTrace
+
+from .tokens import PALETTES
+
+PHASES = ("prefill", "draft", "verify", "other")
+PHASE_COLOURS = {"prefill": "#999999", "draft": "#E69F00", "verify": "#0072B2", "other": "#CCCCCC"}  # Okabe–Ito
+BAR_COLOUR, POINT_COLOUR = "#0072B2", "#D55E00"
+HEIGHT = 360
+TIMING_TITLE = "Wall time by phase"
+MODEL_LABEL = "model E / (1 + K·c)"
+
+
+# ---- figure data ----
+
+
+@dataclass(frozen=True)
+class TimingRow:
+    label: str
+    seconds: dict[str, float]  # phase -> wall seconds
+    tokens_per_s: float
+    mean_accepted_length: float
+    speedup: float | None  # vs vanilla's decode time; None without a vanilla trace
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def note(self) -> str:
+        speedup = "—" if self.speedup is None else f"{self.speedup:.2f}×"
+        return f"{self.tokens_per_s:.1f} tok/s · E[T] {self.mean_accepted_length:.2f} · speedup {speedup}"
+
+
+
+@dataclass(frozen=True)
+class RoundLengths:
+    title: str
+    subtitle: str
+    rounds: list[int]
+    committed: list[int]
+    endings: list[str]  # verdict of each round's last committed token: correction, bonus, target, ...
+    mean: float  # E[T]
+
+    def by_ending(self) -> dict[str, tuple[list[int], list[int]]]:
+        """Rounds and their committed counts grouped by how each round ended, one bar series per group."""
+        groups: dict[str, tuple[list[int], list[int]]] = {}
+        for r, n, ending in zip(self.rounds, self.committed, self.endings):
+            xs, ys = groups.setdefault(ending, ([], []))
+            xs.append(r)
+            ys.append(n)
+        return groups
+
+
+@dataclass(frozen=True)
+class AcceptanceCounts:
+    title: str
+    k: int
+    counts: list[int]  # counts[n]: rounds whose first n draft tokens were accepted
+
+
+@dataclass(frozen=True)
+class SpeedupCurve:
+    title: str
+    k: int
+    c: float
+    e: list[float]  # mean accepted length E[T], 1..K+1
+    speedup: list[float]  # E / (1 + K·c)
+    ceiling: float  # (K+1) / (1 + K·c): every draft accepted
+    points: dict[str, tuple[float, float]]  # method -> measured (E[T], speedup)
+
+    @property
+    def ceiling_label(self) -> str:
+        return f"ceiling (K+1) / (1 + K·c) = {self.ceiling:.2f}"
+
+
+def decode_seconds(trace: RunTrace) -> float:
+    """Wall time after the prefill: what speculative decoding can speed up."""
+    return trace.timing.total_s - trace.timing.prefill_s
+
+
+def _vanilla(traces: list[RunTrace]) -> RunTrace | None:
+    return next((t for t in traces if t.method == "vanilla"), None)
+
+
+def _labels(traces: list[RunTrace]) -> list[str]:
+    """Method names, numbered where a method appears twice so that bars do not stack into one."""
+    total, seen, labels = Counter(t.method for t in traces), Counter(), []
+    for t in traces:
+        seen[t.method] += 1
+        labels.append(t.method if total[t.method] == 1 else f"{t.method} #{seen[t.method]}")
+    return labels
+
+
+def timing_rows(traces: list[RunTrace]) -> list[TimingRow]:
+    vanilla = _vanilla(traces)
+    rows = []
+    for label, t in zip(_labels(traces), traces):
+        speedup = None
+        if vanilla is not None and decode_seconds(t) > 0:
+            speedup = decode_seconds(vanilla) / decode_seconds(t)
+        seconds = {p: getattr(t.timing, f"{p}_s") for p in PHASES}
+        rows.append(TimingRow(label, seconds, t.stats.tokens_per_s, t.stats.mean_accepted_length, speedup))
+    return rows
+
+
+def verdict_counts(trace: RunTrace) -> dict[str, int]:
+    """Committed tokens per verdict, every verdict present (zeros included), in the trace's order."""
+    counts = Counter(t.verdict for t in trace.tokens)
+    return {v: counts[v] for v in VERDICTS}
+
+
+def round_lengths(trace: RunTrace) -> RoundLengths:
+    endings = {t.round: t.verdict for t in trace.tokens}  # the last token of each round wins
+    committed = [r.committed for r in trace.rounds]
+    e = mean(committed) if committed else 0.0
+    subtitle = " · ".join(f"{n} {v}" for v, n in verdict_counts(trace).items() if n)
+    return RoundLengths(
+        title=f"{trace.method}: tokens committed per target pass (E[T] = {e:.2f})",
+        subtitle=subtitle,
+        rounds=[r.index for r in trace.rounds],
+        committed=committed,
+        endings=[endings.get(r.index, "target") for r in trace.rounds],
+        mean=e,
+    )
+
+
+def acceptance_counts(trace: RunTrace) -> AcceptanceCounts:
+    k = max([int(trace.params.get("k", 0)), *(len(r.draft_ids) for r in trace.rounds)])
+    counts = [0] * (k + 1)
+    for r in trace.rounds:
+        counts[Decision(r.anchor, r.verdicts).accepted] += 1
+    return AcceptanceCounts(f"{trace.method}: accepted draft tokens per round (K = {k})", k, counts)
+
+
+def speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float, n: int = 60) -> SpeedupCurve:
+    """Chain SD's speedup model: a round costs K draft steps (c each, in target steps) and one target pass."""
+    if k < 1 or c < 0:
+        raise ValueError(f"need K ≥ 1 and c ≥ 0, got K={k}, c={c}")
+    e = np.linspace(1.0, k + 1.0, n)
+    cost = 1.0 + k * c
+    return SpeedupCurve(
+        title=f"Speedup vs mean accepted length (K = {k}, c = {c:.3f})",
+        k=k,
+        c=c,
+        e=e.tolist(),
+        speedup=(e / cost).tolist(),
+        ceiling=(k + 1) / cost,
+        points=dict(points),
+    )
+
+
+def step_cost_ratio(traces: list[RunTrace]) -> float:
+    """Estimate c, the draft's cost per token as a share of one target pass, from measured rounds.
+
+    Numerator: all draft seconds ÷ all drafted tokens (a round's draft time also covers feeding the
+    committed tokens the draft has not seen, which belongs to the same per-round cost). Denominator:
+    the mean verify seconds of a vanilla trace's rounds, each exactly one single-token target pass. The
+    model then treats a K+1-token verification as costing one such pass, which holds while decoding is
+    memory-bound.
+    """
+    drafted = [r for t in traces for r in t.rounds if r.draft_ids]
+    vanilla = _vanilla(traces)
+    if not drafted or vanilla is None or not vanilla.rounds:
+        raise ValueError("estimating c needs a vanilla trace and a trace with drafted tokens")
+    per_draft_token = sum(r.draft_s for r in drafted) / sum(len(r.draft_ids) for r in drafted)
+    per_target_pass = mean(r.verify_s for r in vanilla.rounds)
+    return per_draft_token / per_target_pass
+
+
+# ---- plotly figures ----
+
+
+def _layout(fig: go.Figure, title: str, height: int = HEIGHT, subtitle: str = "") -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=subtitle)),
+        height=height,
+        template="plotly_white",
+        margin=dict(l=60, r=20, t=80 if subtitle else 60, b=50),
+    )
+    return fig
+
+
+def timing_figure(traces: list[RunTrace]) -> go.Figure:
+    """One stacked bar per method: where the wall time went, with rate, E[T] and speedup beside it."""
+    rows = timing_rows(traces)
+    labels = [r.label for r in rows]
+    fig = go.Figure(
+        [
+            go.Bar(name=p, y=labels, x=[r.seconds[p] for r in rows], orientation="h", marker_color=PHASE_COLOURS[p])
+            for p in PHASES
+        ]
+    )
+    for r in rows:
+        fig.add_annotation(x=r.total, y=r.label, text=r.note, showarrow=False, xanchor="left", xshift=6)
+    longest = max((r.total for r in rows), default=0.0) or 1.0
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="seconds", range=[0, longest * 1.8])
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, TIMING_TITLE, height=max(320, min(420, 180 + 60 * len(rows))))
+
+
+def accepted_length_figure(trace: RunTrace, palette: str = "default") -> go.Figure:
+    """Tokens each target pass committed, coloured by how the round ended, with E[T] as a line."""
+    data = round_lengths(trace)
+    colours = PALETTES[palette]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=f"ended with {ending}",
+                x=xs,
+                y=ys,
+                marker=dict(color=colours[ending], line=dict(color="#374151", width=0.5)),
+            )
+            for ending, (xs, ys) in data.by_ending().items()
+        ]
+    )
+    fig.add_hline(y=data.mean, line_dash="dash", annotation_text=f"E[T] = {data.mean:.2f}")
+    fig.update_xaxes(title="round")
+    fig.update_yaxes(title="tokens committed", rangemode="tozero")
+    return _layout(fig, data.title, subtitle=data.subtitle)
+
+
+def acceptance_histogram(trace: RunTrace) -> go.Figure:
+    """How many rounds accepted 0, 1, …, K draft tokens before the first reject."""
+    data = acceptance_counts(trace)
+    fig = go.Figure(go.Bar(name="rounds", x=list(range(data.k + 1)), y=data.counts, marker_color=BAR_COLOUR))
+    fig.update_xaxes(title="accepted draft tokens", dtick=1)
+    fig.update_yaxes(title="rounds")
+    return _layout(fig, data.title)
+
+
+def speedup_curve_figure(points: dict[str, tuple[float, float]], k: int, c: float) -> go.Figure:
+    """Measured speedups against what chain SD's cost model allows at their E[T]."""
+    data = speedup_curve(points, k, c)
+    fig = go.Figure(go.Scatter(name=MODEL_LABEL, x=data.e, y=data.speedup, mode="lines"))
+    fig.add_trace(
+        go.Scatter(
+            name=data.ceiling_label,
+            x=[1, k + 1],
+            y=[data.ceiling, data.ceiling],
+            mode="lines",
+            line=dict(dash="dash", color="#6B7280"),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            name="measured",
+            x=[e for e, _ in data.points.values()],
+            y=[s for _, s in data.points.values()],
+            text=list(data.points),
+            mode="markers+text",
+            textposition="top center",
+            marker=dict(size=10, color=POINT_COLOUR),
+        )
+    )
+    fig.update_xaxes(title="mean accepted length E[T]")
+    fig.update_yaxes(title="speedup vs vanilla", rangemode="tozero")
+    return _layout(fig, data.title)
