@@ -123,7 +123,7 @@ def train(c: TrainConfig) -> Path:
 
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.to(torch.bfloat16).save_pretrained(out)  # half the bytes to ship; loads back in any dtype
     processor.save_pretrained(out)
     plot_loss(history, out / "loss.png", f"toy-{c.role}")
     log = {"config": asdict(c), "seconds_this_run": round(time.time() - t0, 1), "final_loss": history[-1][1],
