@@ -128,6 +128,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
     )
     inputs = pair.inputs(clip, prompt)
     video_mask = pair.adapter.video_mask(target.config, inputs["input_ids"])
+    trace.video["grid"] = pair.adapter.video_grid(target.config, inputs)
     layers = pair.adapter.decoder_layers(target)
     hidden_tap = LayerTap(layers, len(layers) // 2 if settings.layer is None else settings.layer)
     video_tap = LayerTap(layers, 0) if settings.video_repr == "input" else hidden_tap
@@ -145,7 +146,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
         trace.tokens.append(TokenEvent(first, text.push(first), "target", False, None, 0))
         draft_seen = 0  # committed tokens already in the draft's cache
         _update(trace, start, clock())
-        yield trace
+        start += yield from _hand_over(trace, clock)
 
         while committed[-1] not in stops and len(committed) < settings.max_new_tokens:
             k = min(settings.k, settings.max_new_tokens - len(committed) - 1) if policy.drafts else 0
@@ -155,20 +156,21 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             logits, hidden = verify(target, target_cache, committed[-1:] + drafts, hidden_tap)
             t2 = clock()
 
-            scores = relevance(hidden[1:], video, settings.top_n).tolist()
+            scores, looks = relevance(hidden[1:], video, settings.top_n)
+            scores, looks = scores.tolist(), looks.tolist()
             view = round_view(logits, drafts, scores, stops)
             decision = policy.decide(view)
             n = decision.accepted
 
             # Commit the accepted drafts and the target's own token after them, up to a stop token.
             last = "target" if not drafts else "bonus" if n == len(drafts) else "correction"
-            new = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], scores[:n]))
-            new.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None))
+            new = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], scores[:n], looks[:n]))
+            new.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None, None))
             index = len(trace.rounds) + 1
             added = 0
-            for token, verdict, anchor, score in new:
+            for token, verdict, anchor, score, look in new:
                 committed.append(token)
-                trace.tokens.append(TokenEvent(token, text.push(token), verdict, anchor, score, index))
+                trace.tokens.append(TokenEvent(token, text.push(token), verdict, anchor, score, index, look))
                 added += 1
                 if token in stops:
                     break
@@ -180,6 +182,9 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
                 draft_cache.crop(-(len(drafts) - 1 - kept))
                 draft_seen = len(committed) - added + kept
 
+            for token in {*drafts, *view.target_ids} - set(map(int, trace.vocab)):
+                trace.vocab[str(token)] = pair.tokenizer.decode([token])
+            now = clock()
             trace.rounds.append(
                 Round(
                     index=index,
@@ -193,15 +198,23 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
                     committed=added,
                     draft_s=t1 - t0,
                     verify_s=t2 - t1,
+                    end_s=now - start,
                 )
             )
             trace.timing.draft_s += t1 - t0
             trace.timing.verify_s += t2 - t1
-            _update(trace, start, clock())
-            yield trace
+            _update(trace, start, now)
+            start += yield from _hand_over(trace, clock)
     finally:
         hidden_tap.close()
         video_tap.close()
+
+
+def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:
+    """Yield the growing trace; the time the consumer keeps it (a UI drawing it) is not charged to the run."""
+    paused = clock()
+    yield trace
+    return clock() - paused
 
 
 def _update(trace: RunTrace, start: float, now: float) -> None:

@@ -41,6 +41,10 @@ class Adapter:
         """Boolean mask over the prompt's positions: True where the LLM sees a video token."""
         raise NotImplementedError
 
+    def video_grid(self, config, inputs: dict) -> list[int]:
+        """(time, rows, columns) of the video tokens as the LLM sees them, in their sequence order."""
+        raise NotImplementedError
+
     def decoder_layers(self, model: PreTrainedModel) -> torch.nn.ModuleList:
         raise NotImplementedError
 
@@ -82,6 +86,11 @@ class QwenVLAdapter(Adapter):
 
     def video_mask(self, config, input_ids):
         return input_ids[0] == config.video_token_id
+
+    def video_grid(self, config, inputs):
+        t, h, w = inputs["video_grid_thw"][0].tolist()
+        merge = config.vision_config.spatial_merge_size
+        return [t, h // merge, w // merge]
 
     def decoder_layers(self, model):
         return model.model.language_model.layers

@@ -49,10 +49,12 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=-1)
 
 
-def relevance(hidden: torch.Tensor, video_units: torch.Tensor, top_n: int) -> torch.Tensor:
-    """Mean of the ``top_n`` cosine similarities of each row of ``hidden`` (K, d) to the video (M, d)."""
+def relevance(hidden: torch.Tensor, video_units: torch.Tensor, top_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the ``top_n`` cosine similarities of each row of ``hidden`` (K, d) to the video (M, d),
+    and which video tokens those were (K, top_n): what in the clip a token looks at."""
     cos = unit_rows(hidden) @ video_units.to(hidden.device).T
-    return cos.topk(min(top_n, cos.shape[-1]), dim=-1).values.mean(-1)
+    top = cos.topk(min(top_n, cos.shape[-1]), dim=-1)
+    return top.values.mean(-1), top.indices
 
 
 def anchor_count(k: int, lam: float) -> int:

@@ -21,6 +21,7 @@ class TokenEvent:
     anchor: bool
     relevance: float | None
     round: int  # 0 = the token from the prefill pass
+    looks: list[int] | None = None  # a drafted token's top-N video tokens (indices into the video grid)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Round:
     committed: int  # tokens this round added (accepted drafts + the correction or bonus)
     draft_s: float
     verify_s: float
+    end_s: float = 0.0  # seconds from the run's start to this round's commit: replays at recorded speed
 
 
 @dataclass
@@ -68,6 +70,11 @@ class RunTrace:
     rounds: list[Round] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
     stats: Stats = field(default_factory=Stats)
+    vocab: dict[str, str] = field(default_factory=dict)  # text of every drafted or target id, keyed by id
+
+    def token_text(self, token_id: int) -> str:
+        """A single id's text, so a saved trace shows the words of every round without its tokenizer."""
+        return self.vocab.get(str(token_id), f"#{token_id}")
 
     @property
     def token_ids(self) -> list[int]:
@@ -102,3 +109,22 @@ class RunTrace:
     @classmethod
     def load(cls, path: str | Path) -> RunTrace:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def load_runs(path: str | Path) -> list[RunTrace]:
+    """One saved RunTrace, or a list of them (a comparison); anything else is refused with the reason."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read a trace from {Path(path).name}: {e}") from None
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{Path(path).name} holds no RunTrace objects")
+    try:
+        return [RunTrace.from_dict(item) for item in items]
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{Path(path).name} is not a valid RunTrace: {e}") from None
+
+
+def save_runs(traces: list[RunTrace], path: str | Path) -> None:
+    Path(path).write_text(json.dumps([t.to_dict() for t in traces], indent=1, ensure_ascii=False), encoding="utf-8")

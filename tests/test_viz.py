@@ -250,3 +250,47 @@ def test_export_writes_every_figure(tmp_path: Path):
 def test_viz_never_imports_gradio():
     for path in Path(viz.__file__).parent.glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+gradio", path.read_text(), re.MULTILINE), path
+
+
+# ---- replay (race) and where a token looks (anchors) ----
+
+
+def with_round_ends(trace: RunTrace, ends: list[float]) -> RunTrace:
+    for r, end in zip(trace.rounds, ends):
+        r.end_s = end
+    return trace
+
+
+def test_race_shows_what_each_run_had_committed_at_a_time():
+    from viz.race import at, commit_times, moments, next_moment, race_html
+
+    trace = with_round_ends(lvspec_trace(), [0.8, 1.0, 1.2, 1.4])
+    assert commit_times(trace) == [0.6] + [0.8] * 4 + [1.0] * 5 + [1.2] + [1.4] * 2
+    assert at(trace, 0.5).tokens == []
+    assert [t.id for t in at(trace, 0.9).tokens] == [10, 11, 12, 13, 24]
+    assert at(trace, 0.9).text == "".join(TEXT[i] for i in (10, 11, 12, 13, 24))
+    assert len(at(trace, 0.9).rounds) == 1 and len(at(trace, 9).tokens) == len(trace.tokens)
+    assert moments([trace]) == [0.6, 0.8, 1.0, 1.2, 1.4]
+    assert next_moment([trace], 0.8) == 1.0 and next_moment([trace], 1.4) == trace.timing.total_s
+    html = race_html([trace], 0.9)
+    assert html.count('class="lane"') == 1 and html.count('class="tok ') == 5
+    assert "decoding" in html and "finished" in race_html([trace], 2.0)
+
+
+def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
+    import numpy as np
+
+    from viz.anchors import heat, overlays
+
+    grid = [3, 2, 2]  # 3 time steps of 2×2 video tokens
+    weights = heat([5, 0, 5], grid)  # token 5 = time step 1, row 0, column 1
+    assert weights.shape == (3, 2, 2) and weights[1, 0, 1] == 1.0
+    assert weights[0, 0, 0] == pytest.approx(2 / 4) and weights[2].sum() == 0
+    frames = np.zeros((6, 56, 56, 3), dtype=np.uint8)
+    images = overlays([5, 0], grid, frames)
+    assert [caption.split(" ·")[0] for _, caption in images] == ["frames 3–4", "frames 1–2"]
+    hot = images[0][0]
+    assert hot[:28, 28:, 0].min() > 100 and hot[28:, :, 0].max() == 0  # only the looked-at cell is red
+    assert overlays([5], grid)[0][0].shape == (56, 56, 3)  # no frames: grey canvas, 28 px a cell
+    with pytest.raises(ValueError, match="outside"):
+        heat([12], grid)

@@ -119,6 +119,15 @@ def timing_rows(traces: list[RunTrace]) -> list[TimingRow]:
     return rows
 
 
+def speedup_points(traces: list[RunTrace]) -> dict[str, tuple[float, float]]:
+    """Each drafting run's measured (E[T], speedup vs vanilla), for the speedup-curve chart."""
+    return {
+        row.label: (row.mean_accepted_length, row.speedup)
+        for row, trace in zip(timing_rows(traces), traces)
+        if trace.draft is not None and row.speedup is not None
+    }
+
+
 def verdict_counts(trace: RunTrace) -> dict[str, int]:
     """Committed tokens per verdict, every verdict present (zeros included), in the trace's order."""
     counts = Counter(t.verdict for t in trace.tokens)

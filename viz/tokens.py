@@ -139,6 +139,7 @@ def _tooltip(token: TokenEvent, rnd: Round | None, pos: int, id_to_text: IdToTex
 
 def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText | None = None) -> str:
     """One ``<span class="tok v-VERDICT [anchor]">`` per TokenEvent, in order, with a tooltip each."""
+    id_to_text = id_to_text or (trace.token_text if trace.vocab else None)
     rounds = {r.index: r for r in trace.rounds}
     spans = []
     for i, (token, pos) in enumerate(zip(trace.tokens, _in_round_positions(trace.tokens))):
@@ -160,6 +161,7 @@ def round_table_html(
     trace: RunTrace, round_index: int, id_to_text: IdToText | None = None, palette: str = "default"
 ) -> str:
     """One column per draft position: what the draft said, what the target wanted, and why the verdict."""
+    id_to_text = id_to_text or (trace.token_text if trace.vocab else None)
     rnd = next((r for r in trace.rounds if r.index == round_index), None)
     if rnd is None:
         raise ValueError(f"no round {round_index} in this trace (rounds 1..{len(trace.rounds)})")
@@ -206,7 +208,8 @@ def round_table_html(
         f"Round {rnd.index}: {k} drafted · {accepted} accepted · {rnd.committed} committed · "
         f"exact-match SD would {stop_note}"
     )
-    return _wrap(palette, f"<p>{escape(caption)}</p><table>{header}{body}</table>")
+    table = f'<div style="overflow-x:auto"><table>{header}{body}</table></div>'
+    return _wrap(palette, f"<p>{escape(caption)}</p>{table}")
 
 
 def word_diff(reference: str, other: str) -> list[tuple[str, str]]:

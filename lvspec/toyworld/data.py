@@ -1,7 +1,10 @@
-"""Training and evaluation samples from the world, batched through the real Qwen2.5-VL processor.
+"""Training samples from the world, batched through the real Qwen2.5-VL processor.
 
 Every sample is a pure function of a seed tuple, so training resumes exactly and evaluation seeds
-(namespace 1) never meet training seeds (namespace 0).
+(namespace 1) never meet training seeds (namespace 0). A sample is a short conversation about one clip:
+each extra question costs a few dozen tokens beside the clip's hundred-odd video tokens, so several
+answers per clip give many times the visual supervision per step. The first turn is exactly the
+single-question layout used at inference.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..video import sample_indices
 from .answers import answer, sample_prompt
 from .world import Scene, render, sample_scene
 
-TRAIN, EVAL = 0, 1
+TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
 
 
 @dataclass
@@ -26,8 +29,7 @@ class Sample:
     scene: Scene
     frames: np.ndarray
     metadata: VideoMetadata
-    prompt: str
-    answer: str
+    turns: list[tuple[str, str]]  # (prompt, answer) pairs, asked in order
 
 
 def _jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
@@ -40,8 +42,8 @@ def _jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_sample(seed: tuple[int, ...], answer_style: str, render_style: str = "default") -> Sample:
-    """A random clip at a random size, length and frame rate, with a prompt and its answer."""
+def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str = "default") -> Sample:
+    """A random clip at a random size, length and frame rate, with 1 to ``max_turns`` questions and answers."""
     rng = np.random.default_rng(seed)
     scene = sample_scene(rng)
     n_frames = int(rng.integers(4, 17))
@@ -56,20 +58,45 @@ def make_sample(seed: tuple[int, ...], answer_style: str, render_style: str = "d
         total_num_frames=source, fps=fps, width=width, height=height, duration=source / fps,
         frames_indices=sample_indices(source, n_frames),
     )
-    prompt, _ = sample_prompt(scene, rng)
-    return Sample(scene, frames, metadata, prompt, answer(scene, prompt, rng, style=answer_style))
+    n_turns, turns, asked = int(rng.integers(1, max_turns + 1)), [], set()
+    while len(turns) < n_turns:
+        prompt, kind = sample_prompt(scene, rng)
+        if kind not in asked:  # a repeated kind would be answered from the earlier reply, not the clip
+            asked.add(kind)
+            turns.append((prompt, answer(scene, prompt, rng, style=answer_style)))
+    return Sample(scene, frames, metadata, turns)
 
 
-def prompt_text(processor, prompt: str) -> str:
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+def conversation(processor, turns: list[tuple[str, str]]) -> str:
+    """The chat text of a conversation whose first question carries the video."""
+    messages = []
+    for i, (prompt, reply) in enumerate(turns):
+        question = [{"type": "text", "text": prompt}]
+        messages.append({"role": "user", "content": ([{"type": "video"}] if i == 0 else []) + question})
+        messages.append({"role": "assistant", "content": reply})
+    return processor.apply_chat_template(messages, tokenize=False)
+
+
+def answer_mask(input_ids: torch.Tensor, reply_start: list[int], eos_id: int) -> torch.Tensor:
+    """True on every token of every assistant reply, its end token included."""
+    mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    n = len(reply_start)
+    for row, ids in enumerate(input_ids.tolist()):
+        inside = False
+        for j, token in enumerate(ids):
+            if inside:
+                mask[row, j] = True
+                inside = token != eos_id
+            elif j >= n and ids[j - n : j] == reply_start:
+                mask[row, j] = True
+                inside = token != eos_id
+    return mask
 
 
 def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Right-padded batch whose labels cover only the answer and its end token."""
+    """Right-padded batch whose labels cover only the answers and their end tokens."""
     tokenizer = processor.tokenizer
-    eos = tokenizer.eos_token
-    texts = [prompt_text(processor, s.prompt) + s.answer + eos for s in samples]
+    texts = [conversation(processor, s.turns) for s in samples]
     batch = processor(
         text=texts,
         videos=[s.frames for s in samples],
@@ -79,24 +106,23 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
         padding_side="right",
         return_tensors="pt",
     )
-    labels = torch.full_like(batch["input_ids"], -100)
-    lengths = batch["attention_mask"].sum(1)
-    for i, s in enumerate(samples):
-        n = len(tokenizer(s.answer + eos)["input_ids"])
-        labels[i, lengths[i] - n : lengths[i]] = batch["input_ids"][i, lengths[i] - n : lengths[i]]
-    batch["labels"] = labels
+    reply_start = tokenizer("<|im_start|>assistant\n")["input_ids"]
+    mask = answer_mask(batch["input_ids"], reply_start, tokenizer.eos_token_id)
+    batch["labels"] = batch["input_ids"].masked_fill(~mask, -100)
     return dict(batch)
 
 
 class Batches(torch.utils.data.IterableDataset):
     """Batch ``step`` of a run is drawn from seeds (TRAIN, seed, step, i): resumable at any step."""
 
-    def __init__(self, processor, seed: int, batch_size: int, answer_style: str, start: int, steps: int):
+    def __init__(self, processor, seed: int, batch_size: int, answer_style: str, max_turns: int, start: int,
+                 steps: int):
         self.processor, self.seed, self.batch_size = processor, seed, batch_size
-        self.answer_style, self.start, self.steps = answer_style, start, steps
+        self.answer_style, self.max_turns, self.start, self.steps = answer_style, max_turns, start, steps
 
     def __iter__(self):
         torch.set_num_threads(1)
         for step in range(self.start, self.steps):
-            samples = [make_sample((TRAIN, self.seed, step, i), self.answer_style) for i in range(self.batch_size)]
+            samples = [make_sample((TRAIN, self.seed, step, i), self.answer_style, self.max_turns)
+                       for i in range(self.batch_size)]
             yield collate(self.processor, samples)

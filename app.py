@@ -1,0 +1,401 @@
+"""LVSpec Studio: watch loosely speculative decoding beside vanilla and exact-match SD, and inspect it.
+
+UI only: the decoding is ``lvspec``'s, every view is drawn by ``viz`` from RunTraces, so a saved trace
+re-opens here with no model loaded. ``python app.py`` serves it on http://127.0.0.1:7860.
+"""
+
+from __future__ import annotations
+
+try:  # ZeroGPU on Spaces: must come before torch; elsewhere the decorator is a no-op
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except ImportError:
+
+    def gpu(fn):
+        return fn
+
+
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+import viz
+from lvspec.decode import METHODS, Settings, stream
+from lvspec.errors import UserError
+from lvspec.models import ModelPair, load_pair
+from lvspec.toyworld import DRAFT, TARGET, VIDEOS
+from lvspec.trace import RunTrace, load_runs, save_runs
+from lvspec.video import VideoError, VideoLimits, read_video
+from viz.anchors import overlays
+from viz.race import next_moment, race_html
+
+COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
+REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
+MAX_PROMPT_CHARS = 2000
+SLOWDOWNS = [1, 2, 5, 10, 20]
+
+HEADER = """
+# LVSpec Studio
+**Loosely speculative decoding for video LLMs, token by token.** A small *draft* model proposes K tokens;
+the *target* checks them in one pass. Exact-match speculative decoding keeps a draft token only if it is the
+target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts) strictly,
+accepts *fillers* loosely and salvages tokens the target says a position or two away.
+Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
+"""
+
+
+# ---- models (one pair in memory; runs are queued one at a time) ----
+
+_loaded: dict[tuple[str, str | None], ModelPair] = {}
+
+
+def pair_for(target: str, draft: str, progress: gr.Progress) -> ModelPair:
+    key = (target.strip() or str(TARGET), draft.strip() or None)
+    if key not in _loaded:
+        progress(0.05, desc=f"Loading {key[0]}" + (f" and {key[1]}" if key[1] else ""))
+        _loaded.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _loaded[key] = load_pair(*key)
+    return _loaded[key]
+
+
+def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens) -> Settings:
+    return Settings(
+        k=int(k), lam=float(lam), top_n=int(top_n), tau=float(tau) if tau else None, window=int(window),
+        min_ratio=float(min_ratio), max_new_tokens=int(max_new_tokens),
+    )
+
+
+def checked_prompt(prompt: str | None) -> str:
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise gr.Error("Type a question about the video first.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise gr.Error(f"The prompt is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
+    return prompt
+
+
+def user_errors(fn):
+    """Run ``fn`` (a generator) turning expected failures into one-line Gradio error toasts."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (UserError, VideoError, ValueError) as e:
+            raise gr.Error(str(e)) from None
+        except torch.OutOfMemoryError:
+            _loaded.clear()
+            gc.collect()
+            torch.cuda.empty_cache()
+            raise gr.Error("Out of GPU memory: try fewer frames, fewer new tokens or a smaller model pair.") from None
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+@gpu
+def decode_runs(pair: ModelPair, video: str, prompt: str, settings: Settings, frames: int, methods=COMPARED):
+    """Yield (method, growing trace) for each method in turn, on the same clip and prompt."""
+    clip = read_video(video, VideoLimits(max_frames=int(frames)))
+    for method in methods:
+        for trace in stream(pair, clip, prompt, method, settings):
+            yield method, trace
+
+
+# ---- views: everything below draws from RunTraces only ----
+
+
+def summary(trace: RunTrace) -> str:
+    s, t = trace.stats, trace.timing
+    return (f"{s.new_tokens} tokens · E[T] {s.mean_accepted_length:.2f} · {s.tokens_per_s:.1f} tok/s · "
+            f"{t.total_s:.2f} s")
+
+
+def column_html(trace: RunTrace | None, palette: str) -> str:
+    if trace is None:
+        return "<p><i>waiting…</i></p>"
+    return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + viz.tokens_html(trace, palette)
+
+
+def by_method(traces: list[RunTrace]) -> dict[str, RunTrace]:
+    return {t.method: t for t in traces}
+
+
+def views(traces: list[RunTrace], palette: str) -> dict:
+    """Every view of a finished comparison (or a saved trace): columns, charts, diff, inspector, exports."""
+    runs = by_method(traces)
+    main = runs.get("lvspec") or traces[-1]
+    drafted = [t for t in traces if t.draft is not None]
+    vanilla = runs.get("vanilla")
+    speedup = None
+    if vanilla is not None and drafted:
+        k = int(drafted[0].params.get("k", 10))
+        speedup = viz.speedup_curve_figure(viz.speedup_points(traces), k, viz.step_cost_ratio(traces))
+    diff = "<p><i>needs a vanilla and an LVSpec run</i></p>"
+    if vanilla is not None and "lvspec" in runs:
+        diff = viz.word_diff_html(vanilla.text, runs["lvspec"].text)
+    inspected = [t.method for t in drafted]
+    return {
+        live: viz.legend_html(palette) + viz.tokens_html(main, palette),
+        live_summary: f"**{main.method}** · {summary(main)}",
+        **{columns[m]: column_html(runs.get(m), palette) for m in COMPARED},
+        timing_plot: viz.timing_figure(traces),
+        speedup_plot: speedup,
+        diff_html: diff,
+        inspect_method: gr.Radio(choices=inspected, value=inspected[0] if inspected else None),
+        race: race_html(traces, 0.0, palette),
+        race_t: 0.0,
+    }
+
+
+def export_files(traces: list[RunTrace], palette: str) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="lvspec-"))
+    save_runs(traces, folder / "runs.json")
+    viz.save_timing(traces, folder / "timing.png")
+    main = by_method(traces).get("lvspec") or traces[-1]
+    if main.draft is not None:
+        viz.save_accepted_length(main, folder / f"accepted-length-{main.method}.png", palette)
+        viz.save_acceptance_histogram(main, folder / f"acceptance-histogram-{main.method}.png")
+    points = viz.speedup_points(traces)
+    if points and "vanilla" in by_method(traces):
+        k = int(main.params.get("k", 10))
+        viz.save_speedup_curve(points, k, viz.step_cost_ratio(traces), folder / "speedup-curve.png")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+# ---- event handlers ----
+
+
+@user_errors
+def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames, palette,
+        progress=gr.Progress()):
+    if not video:
+        raise gr.Error("Upload a video or pick one of the examples first.")
+    prompt = checked_prompt(prompt)
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
+    pair = pair_for(target, draft, progress)
+    runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
+    drawn = 0.0
+    for method, trace in decode_runs(pair, video, prompt, settings, frames):
+        first_round = method not in runs
+        runs[method] = trace
+        if time.perf_counter() - drawn < REDRAW_S and not first_round:
+            continue
+        drawn = time.perf_counter()
+        update = {columns[m]: column_html(t, palette) for m, t in runs.items()}  # earlier runs: final state
+        if method == "lvspec":
+            update[live] = viz.legend_html(palette) + viz.tokens_html(trace, palette)
+            update[live_summary] = f"**lvspec** · {summary(trace)} · decoding…"
+        yield update
+    yield {state: [runs[m] for m in COMPARED]}
+
+
+def show(traces: list[RunTrace], palette: str):
+    if not traces:
+        return {}
+    return views(traces, palette) | {exports: export_files(traces, palette)}
+
+
+def open_saved(file, palette):
+    if file is None:
+        return {}
+    try:
+        traces = load_runs(file)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    return {state: traces} | show(traces, palette)
+
+
+def inspect_round(traces: list[RunTrace], method: str | None, index: float, palette: str):
+    trace = by_method(traces or []).get(method)
+    if trace is None or not trace.rounds:
+        return gr.Slider(), "<p><i>run a drafting method first</i></p>", None, None, gr.Dropdown(choices=[])
+    index = int(min(max(1, index or 1), len(trace.rounds)))
+    anchors = [
+        (f"#{i} {t.text.strip() or repr(t.text)} · round {t.round} · {'anchor' if t.anchor else 'filler'} · "
+         f"r={t.relevance:.3f}", i)
+        for i, t in enumerate(trace.tokens) if t.looks
+    ]
+    anchors.sort(key=lambda item: not trace.tokens[item[1]].anchor)  # anchors first
+    return (
+        gr.Slider(minimum=1, maximum=len(trace.rounds), value=index, step=1),
+        viz.round_table_html(trace, index, palette=palette),
+        viz.accepted_length_figure(trace, palette),
+        viz.acceptance_histogram(trace),
+        gr.Dropdown(choices=anchors, value=anchors[0][1] if anchors else None),
+    )
+
+
+def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | None):
+    trace = by_method(traces or []).get(method)
+    if trace is None or token_index is None or not trace.tokens[int(token_index)].looks:
+        return []
+    token = trace.tokens[int(token_index)]
+    frames = None
+    path = trace.video.get("path")
+    if path and os.path.exists(path):
+        try:
+            frames = read_video(path, VideoLimits(max_frames=trace.video["n_frames"])).frames
+        except VideoError:
+            frames = None
+    return overlays(token.looks, trace.video["grid"], frames)
+
+
+def play(traces: list[RunTrace], t: float, slowdown: str, palette: str):
+    """Advance the race in real time (scaled by the slow-down) from where it stands until every run ends."""
+    if not traces:
+        return
+    end = max(trace.timing.total_s for trace in traces)
+    scale = float(slowdown.rstrip("×"))
+    t0, wall0 = (0.0 if t >= end else t), time.perf_counter()
+    while True:
+        t = min(end, t0 + (time.perf_counter() - wall0) / scale)
+        yield race_html(traces, t, palette), t
+        if t >= end:
+            return
+        time.sleep(0.04)
+
+
+def step(traces: list[RunTrace], t: float, palette: str):
+    if not traces:
+        return "", 0.0
+    t = next_moment(traces, t)
+    return race_html(traces, t, palette), t
+
+
+@user_errors
+def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames,
+                 progress=gr.Progress()):
+    """One run of ``method`` on the video and prompt; returns its RunTrace as JSON."""
+    if not video:
+        raise gr.Error("no video given")
+    if method not in METHODS:
+        raise gr.Error(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
+    pair = pair_for(target, draft, progress)
+    trace = None
+    for _, trace in decode_runs(pair, video, checked_prompt(prompt), settings, frames, methods=(method,)):
+        pass
+    yield trace.to_dict()
+
+
+# ---- layout ----
+
+
+def example_rows() -> list[list[str]]:
+    """The shipped clips beside their questions (``assets/videos/examples.json``)."""
+    index = VIDEOS / "examples.json"
+    if not index.exists():
+        return []
+    items = json.loads(index.read_text())
+    # One row per clip, the questions cycling through the kinds so that every kind is one click away.
+    return [[str(VIDEOS / item["video"]), item["prompts"][i % len(item["prompts"])]] for i, item in enumerate(items)]
+
+
+with gr.Blocks(title="LVSpec Studio") as demo:
+    gr.Markdown(HEADER)
+    state = gr.State([])
+    race_t = gr.State(0.0)
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            video = gr.Video(label="Video", sources=["upload"], height=260)
+            prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=4)
+            with gr.Row():
+                run_btn = gr.Button("Run: LVSpec, exact SD, vanilla", variant="primary", elem_id="run")
+                stop_btn = gr.Button("Stop", variant="stop")
+            gr.Examples(example_rows(), inputs=[video, prompt], label="Example clips and questions",
+                        examples_per_page=8)
+            with gr.Accordion("Settings", open=False):
+                k = gr.Slider(1, 16, value=10, step=1, label="K: draft tokens per round")
+                lam = gr.Slider(0, 1, value=0.7, step=0.05, label="λ: share of each round relaxed as fillers")
+                top_n = gr.Slider(1, 64, value=10, step=1, label="top-N video tokens in relevance")
+                tau = gr.Slider(0, 1, value=0, step=0.01, label="τ: relevance that always makes an anchor (0 = off)")
+                window = gr.Slider(0, 5, value=3, step=1, label="w: position-shift tolerance (0 = off)")
+                min_ratio = gr.Slider(0, 1, value=0, step=0.05, label="ε: filler guard, p(draft) ≥ ε·p(target)")
+                max_new = gr.Slider(8, 512, value=128, step=8, label="max new tokens")
+                frames = gr.Slider(2, 64, value=16, step=2, label="frames sampled from the video")
+                palette = gr.Radio(list(viz.PALETTES), value="default", label="token colours")
+            with gr.Accordion("Model pair", open=False):
+                target = gr.Textbox(label="Target: hub id or local folder", value=str(TARGET))
+                draft = gr.Textbox(label="Draft: same tokenizer as the target", value=str(DRAFT))
+            saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"])
+        with gr.Column(scale=3):
+            with gr.Tabs():
+                with gr.Tab("Live", id="live"):
+                    live_summary = gr.Markdown()
+                    live = gr.HTML(viz.legend_html(), elem_id="live")
+                with gr.Tab("Side by side", id="side"):
+                    with gr.Row():
+                        columns = {m: gr.HTML(column_html(None, "default"), elem_id=f"col-{m}") for m in COMPARED}
+                    timing_plot = gr.Plot(label="Where the time went")
+                    gr.Markdown("**What loose verification changed** (LVSpec's answer against vanilla's, word by word)")
+                    diff_html = gr.HTML()
+                    speedup_plot = gr.Plot(label="Why it is fast")
+                with gr.Tab("Replay", id="replay"):
+                    with gr.Row():
+                        slowdown = gr.Radio([f"{s}×" for s in SLOWDOWNS], value="10×", label="slow down")
+                        play_btn = gr.Button("▶ Play", elem_id="play")
+                        pause_btn = gr.Button("⏸ Pause")
+                        step_btn = gr.Button("Step one round", elem_id="step")
+                    race = gr.HTML(elem_id="race")
+                with gr.Tab("Inspector", id="inspector", elem_id="inspector-tab"):
+                    with gr.Row():
+                        inspect_method = gr.Radio([], label="run")
+                        round_index = gr.Slider(1, 2, value=1, step=1, label="round")
+                    round_table = gr.HTML(elem_id="round-table")
+                    with gr.Row():
+                        lengths_plot = gr.Plot(label="accepted length per round")
+                        histogram_plot = gr.Plot(label="accepted lengths")
+                    gr.Markdown("**Where a token looks**: its top-N most similar video tokens, as heat on the frames")
+                    anchor_token = gr.Dropdown([], label="drafted token (anchors first)")
+                    anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
+                with gr.Tab("Export", id="export"):
+                    exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple")
+
+    settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames]
+    outputs = [state, live, live_summary, *columns.values()]
+    shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, inspect_method, race,
+             race_t, exports]
+    run_event = run_btn.click(
+        run, [video, prompt, target, draft, *settings_inputs, palette], outputs,
+        concurrency_id="model", concurrency_limit=1, api_visibility="private",
+    ).success(show, [state, palette], shown, api_visibility="private")
+    stop_btn.click(None, cancels=[run_event])
+    saved.upload(open_saved, [saved, palette], [state, *shown], api_visibility="private")
+
+    inspect_inputs = [state, inspect_method, round_index, palette]
+    inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
+    inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
+    round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
+    anchor_token.change(anchor_view, [state, inspect_method, anchor_token], anchor_gallery, api_visibility="private")
+
+    play_event = play_btn.click(play, [state, race_t, slowdown, palette], [race, race_t], api_visibility="private")
+    pause_btn.click(None, cancels=[play_event])
+    step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event], api_visibility="private")
+
+    # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace JSON.
+    with gr.Row(visible=False):
+        api_method = gr.Dropdown(list(METHODS), value="lvspec", label="method")
+        api_out = gr.JSON()
+        api_btn = gr.Button()
+    api_btn.click(
+        api_generate, [video, prompt, api_method, target, draft, *settings_inputs], api_out,
+        api_name="generate", concurrency_id="model", concurrency_limit=1,
+    )
+
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=1).launch(
+        allowed_paths=[str(VIDEOS)], max_file_size="512mb", theme=gr.themes.Soft(),
+    )

@@ -1,0 +1,176 @@
+"""The running app, as its users reach it: gradio_client on the API, a real browser on the page.
+
+The app runs as a subprocess (``python app.py`` on a free port) with the embedded pair, as a user starts it.
+The browser test drives Debian's chromium through Playwright; ``.ci/run`` installs it, and with ``CI`` set
+a missing browser is a failure, not a skip. Screenshots go to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lvspec.trace import RunTrace, load_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT / "assets" / "videos" / "red-circle-right.mp4"
+SHOTS = ROOT / "test-output"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    started = time.time()
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() - started > 180:
+                proc.kill()
+                pytest.fail("the app did not start")
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def test_generate_endpoint_returns_a_valid_trace(client):
+    from gradio_client import handle_file
+
+    data = client.predict(handle_file(str(CLIP)), "Describe the video.", "lvspec", api_name="/generate")
+    trace = RunTrace.from_dict(data)
+    assert trace.method == "lvspec" and trace.prompt == "Describe the video."
+    assert trace.text and trace.text == "".join(t.text for t in trace.tokens)
+    assert trace.stats.new_tokens == len(trace.tokens) > 1
+    assert sum(r.committed for r in trace.rounds) == len(trace.tokens) - 1
+    assert trace.video["grid"][0] * trace.video["grid"][1] * trace.video["grid"][2] > 0
+    assert all(trace.vocab.get(str(d)) is not None for r in trace.rounds for d in r.draft_ids)
+
+
+def test_generate_streams_then_matches_vanilla_for_exact(client):
+    from gradio_client import handle_file
+
+    runs = {
+        m: RunTrace.from_dict(client.predict(handle_file(str(CLIP)), "How many shapes are there?", m,
+                                             api_name="/generate"))
+        for m in ("vanilla", "exact")
+    }
+    assert runs["exact"].token_ids == runs["vanilla"].token_ids
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("   ", "question"), ("x" * 5000, "characters")],
+)
+def test_bad_prompts_are_refused_with_a_message(client, prompt, message):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(str(CLIP)), prompt, "lvspec", api_name="/generate")
+
+
+def test_unreadable_video_is_refused_and_the_app_keeps_serving(client, tmp_path):
+    from gradio_client import handle_file
+
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(Exception, match="(?i)video"):
+        client.predict(handle_file(str(fake)), "Describe the video.", "lvspec", api_name="/generate")
+    data = client.predict(handle_file(str(CLIP)), "Describe the video.", "vanilla", api_name="/generate")
+    assert RunTrace.from_dict(data).text
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium on this machine")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        page.set_default_timeout(120_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.get_by_text("Example clips and questions").wait_for()
+    page.get_by_role("row", name="Describe the video.").first.click()
+    expect(page.locator("video").first).to_be_visible()
+    expect(page.get_by_label("Question")).to_have_value("Describe the video.")
+    # Count the coloured tokens in the live panel at every change of it, from before the run starts.
+    page.evaluate(
+        """() => { window.liveCounts = []; const el = document.querySelector('#live');
+        new MutationObserver(() => window.liveCounts.push(el.querySelectorAll('.tok').length))
+          .observe(el, {subtree: true, childList: true, characterData: true}); }"""
+    )
+    page.locator("#run").click()
+    expect(page.locator("#live .tok").first).to_be_visible()
+    page.get_by_role("tab", name="Side by side").click()
+    expect(page.locator("#col-vanilla .tok").first).to_be_visible()
+    expect(page.get_by_text("Wall time by phase")).to_be_visible()
+    counts = [c for c in page.evaluate("window.liveCounts") if c]
+    final = page.locator("#live .tok").count()
+    assert any(0 < c < final for c in counts), f"tokens appeared only at the end: {counts} → {final}"
+    classes = page.locator("#live .tok").evaluate_all("els => els.map(e => e.className)")
+    assert all(any(f"v-{v}" in c for v in ("target", "exact", "loose", "shift", "correction", "bonus"))
+               for c in classes)
+    page.screenshot(path=SHOTS / "side-by-side.png", full_page=True)
+
+    page.get_by_role("tab", name="Live").click()
+    page.screenshot(path=SHOTS / "main.png", full_page=True)
+
+    page.get_by_role("tab", name="Inspector").click()
+    expect(page.locator("#round-table table")).to_be_visible()
+    expect(page.locator("#round-table")).to_contain_text("exact-match SD")
+    page.screenshot(path=SHOTS / "inspector.png", full_page=True)
+
+    page.get_by_role("tab", name="Replay").click()
+    page.locator("#step").click()
+    expect(page.locator("#race .lane")).to_have_count(3)
+    page.screenshot(path=SHOTS / "replay.png", full_page=True)
+
+    page.get_by_role("tab", name="Export").click()
+    link = page.get_by_role("link", name="runs.json")
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "runs.json"
+    download.value.save_as(saved)
+    traces = load_runs(saved)
+    assert [t.method for t in traces] == ["lvspec", "exact", "vanilla"]
+    assert json.loads(saved.read_text())[0]["text"] == traces[0].text
