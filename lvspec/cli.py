@@ -1,4 +1,4 @@
-"""``python -m lvspec generate``: one run from the command line, with the trace as JSON on request."""
+"""``python -m lvspec generate|bench``: one run with its trace, or every method over a suite with its figures."""
 
 from __future__ import annotations
 
@@ -33,6 +33,19 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--video", required=True, help="path to a video file")
     g.add_argument("--prompt", required=True)
     g.add_argument("--method", choices=METHODS, default="lvspec")
+    add_pair_and_settings(g, d)
+    g.add_argument("--json", metavar="OUT", help="write the RunTrace here")
+    b = sub.add_parser("bench", help="every method on every item of a suite: E[T], speedup, retention, time shares")
+    b.add_argument("--suite", default="toy", help="toy (held-out rendered clips) or a JSONL file of {video, prompt}")
+    b.add_argument("--methods", default="vanilla,exact,lvspec", help=f"comma-separated, from {', '.join(METHODS)}")
+    b.add_argument("--n", type=int, default=30, help="items of the toy suite")
+    b.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
+    add_pair_and_settings(b, d)
+    b.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
+    return p
+
+
+def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
     g.add_argument("--target", help="hub id or local folder (HuggingFace format); default: the embedded pair")
     g.add_argument("--draft", help="hub id or local folder; default: the embedded draft when --target is not given")
     g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
@@ -46,8 +59,6 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, default=16, help="frames sampled from the video")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
-    g.add_argument("--json", metavar="OUT", help="write the RunTrace here")
-    return p
 
 
 def check(args, p: argparse.ArgumentParser) -> None:
@@ -55,16 +66,54 @@ def check(args, p: argparse.ArgumentParser) -> None:
         from .toyworld import DRAFT, TARGET
 
         args.target, args.draft = str(TARGET), args.draft or str(DRAFT)
-    if args.method != "vanilla" and not args.draft:
-        p.error(f"--method {args.method} needs --draft")
+    methods = args.methods.split(",") if args.command == "bench" else [args.method]
+    if args.command == "bench":
+        from .decode import METHODS
+
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            p.error(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+        if args.n < 1 or args.repeats < 1:
+            p.error("--n and --repeats must be ≥ 1")
+    if any(m != "vanilla" for m in methods) and not args.draft:
+        p.error("drafting methods need --draft")
     if args.k < 1 or args.max_new_tokens < 1 or args.frames < 1 or args.top_n < 1 or args.window < 0:
         p.error("--k, --max-new-tokens, --frames and --top-n must be ≥ 1, --window ≥ 0")
     if not 0.0 <= args.lam <= 1.0:
         p.error("--lam must be between 0 and 1")
 
 
+def settings_of(args):
+    from .decode import Settings
+
+    return Settings(k=args.k, lam=args.lam, top_n=args.top_n, tau=args.tau, window=args.window,
+                    min_ratio=args.min_ratio, layer=args.layer, max_new_tokens=args.max_new_tokens)
+
+
+def bench(args) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from . import bench as b
+    from .models import load_pair
+
+    methods = args.methods.split(",")
+    pair = load_pair(args.target, args.draft if set(methods) - {"vanilla"} else None, device=args.device,
+                     dtype=args.dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        items = b.toy_suite(args.n, Path(tmp)) if args.suite == "toy" else b.file_suite(args.suite)
+        with tqdm(total=len(items), desc="bench", leave=False) as bar:
+            result = b.run(pair, items, methods, settings_of(args), args.repeats, args.frames, bar.update)
+    b.print_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False))
+
+
 def generate(args) -> None:
-    from .decode import Settings, generate
+    from .decode import generate
     from .models import load_pair
     from .video import VideoLimits, read_video
 
@@ -72,17 +121,7 @@ def generate(args) -> None:
     if not args.prompt.strip():
         raise UserError("the prompt is empty: ask something about the video")
     pair = load_pair(args.target, args.draft if args.method != "vanilla" else None, device=args.device, dtype=args.dtype)
-    settings = Settings(
-        k=args.k,
-        lam=args.lam,
-        top_n=args.top_n,
-        tau=args.tau,
-        window=args.window,
-        min_ratio=args.min_ratio,
-        layer=args.layer,
-        max_new_tokens=args.max_new_tokens,
-    )
-    trace = generate(pair, clip, args.prompt, args.method, settings)
+    trace = generate(pair, clip, args.prompt, args.method, settings_of(args))
     print(trace.text)
     print(summary(trace))
     if args.json:
@@ -94,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check(args, p)
     try:
-        generate(args)
+        bench(args) if args.command == "bench" else generate(args)
     except (UserError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,30 @@ def test_mismatched_tokenizers_are_refused(folders, video, tmp_path):
     res = run("generate", "--video", video, "--prompt", "hi", "--target", str(folders / "target"),
               "--draft", str(tmp_path / "alien"), "--method", "exact")
     assert "different tokenizers" in one_line_error(res)
+
+
+def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, video, tmp_path):
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps({"video": video, "prompt": "Describe the video."}) + "\n"
+                     + json.dumps({"video": video, "prompt": "How many shapes are there?"}) + "\n")
+    out = tmp_path / "bench.json"
+    res = run("bench", "--suite", str(suite), "--methods", "vanilla,exact,lvspec", "--max-new-tokens", "12",
+              "--target", str(folders / "target"), "--draft", str(folders / "near"), "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].split()[:3] == ["method", "E[T]", "tok/s"]
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == {"vanilla", "exact", "lvspec"} and len(result["items"]) == 2
+    exact, vanilla = result["methods"]["exact"], result["methods"]["vanilla"]
+    assert vanilla["mean_accepted_length"] == 1.0 and vanilla["speedup"] == 1.0
+    assert exact["token_f1"] == 1.0 and exact["facts_kept"] == 1.0  # lossless: the same answers as vanilla
+    assert all(item["exact"]["text"] == item["vanilla"]["text"] for item in result["items"])
+    assert abs(sum(exact["shares"].values()) - 1.0) < 1e-6
+
+
+def test_bench_refuses_unknown_methods_and_bad_suites(folders, tmp_path):
+    res = run("bench", "--methods", "vanilla,fastest", "--target", str(folders / "target"))
+    assert res.returncode == 2 and res.stderr.startswith("error: unknown method(s) fastest")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "no video"}\n')
+    res = run("bench", "--suite", str(bad), "--methods", "vanilla", "--target", str(folders / "target"))
+    assert res.returncode == 2 and "line 1" in res.stderr and "Traceback" not in res.stderr

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+from ..relevance import relevance, unit_rows
 from .answers import anchor_words, corpus
 from .data import INIT, Batches, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
@@ -48,6 +49,8 @@ class TrainConfig:
     vocab_size: int = 640
     max_side: int = 56  # frames are resized to at most this many pixels a side (a new processor only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
+    align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
+    top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
     threads: int = 2
 
 
@@ -83,18 +86,41 @@ def fact_ids(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words])
 
 
-def weighted_loss(model, batch: dict, facts: torch.Tensor, fact_weight: float) -> torch.Tensor:
-    """Next-token loss on the answers in which fact words count ``fact_weight`` times.
+def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token loss on the answers with fact words weighted, and the relevance-alignment loss.
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
-    clip; weighting the few fact words makes looking at the video pay from the first steps.
+    clip; weighting the few fact words (``fact_weight``) makes looking at the video pay from the first steps.
+
+    Alignment (``align_weight``): LVSpec scores a token by the cosine of the target's middle-layer state to
+    the video tokens, relying on what large video LLMs show, that visual words sit closer to the video than
+    phrasing does. A model trained from scratch on a toy world does not grow that geometry by itself, so
+    the target is taught it: within each answer every fact word's relevance should exceed every other
+    word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes).
     """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits[:, :-1].float()
+    out = model(**inputs, output_hidden_states=c.align_weight > 0)
     labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
-    weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), fact_weight, 1.0)
-    return (loss * weights.flatten()).sum() / weights.sum()
+    loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                           reduction="none")
+    weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), c.fact_weight, 1.0)
+    lm = (loss * weights.flatten()).sum() / weights.sum()
+    if c.align_weight == 0:
+        return lm, torch.zeros(())
+    layer = len(out.hidden_states) // 2  # the decode loop's default: the middle decoder layer
+    video_id = model.config.video_token_id
+    terms = []
+    for ids, answer, embeds, states in zip(batch["input_ids"], batch["labels"] != -100, out.hidden_states[0],
+                                           out.hidden_states[layer]):
+        fact = torch.isin(ids, facts) & answer
+        other = answer & ~fact & (ids != model.config.text_config.eos_token_id)
+        if not fact.any() or not other.any():
+            continue
+        score, _ = relevance(states[fact | other], unit_rows(embeds[ids == video_id]), c.top_n)
+        is_fact = fact[fact | other]
+        terms.append(F.softplus(10.0 * (score[~is_fact][None, :] - score[is_fact][:, None])).mean())
+    align = torch.stack(terms).mean() if terms else torch.zeros(())
+    return lm + c.align_weight * align, align
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> None:
@@ -152,13 +178,13 @@ def train(c: TrainConfig) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, c)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = weighted_loss(model, batch, facts, c.fact_weight)
+            loss, align = training_loss(model, batch, facts, c)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{history[-1][1]:.3f}")
+        bar.set_postfix(loss=f"{history[-1][1]:.3f}", align=f"{align.item():.3f}")
         if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history}
             torch.save(state, work / "checkpoint.tmp")

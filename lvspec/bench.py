@@ -1,0 +1,170 @@
+"""Every method on every item of a suite, with interleaved repeats: speed and retention side by side.
+
+Speedups are ratios measured in the same run (vanilla runs beside the others on the same items), per
+decoded token so that answers of different lengths compare fairly. Retention is how much of the target's
+own quality a method keeps: on the toy suite the attribute accuracy relative to vanilla's, on any suite
+the token F1 of the answer against vanilla's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .decode import Settings, generate
+from .models import ModelPair
+from .trace import RunTrace
+from .video import VideoLimits, read_video
+
+PHASES = ("prefill", "draft", "verify", "other")
+
+
+@dataclass
+class Item:
+    video: str
+    prompt: str
+    scene: object | None = None  # a toy-world Scene: the reference facts (None: compare with vanilla only)
+
+
+def file_suite(path: str | Path) -> list[Item]:
+    """A JSONL file, one ``{"video": PATH, "prompt": TEXT}`` per line; video paths relative to the file."""
+    path = Path(path)
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                items.append(Item(str((path.parent / row["video"]).resolve()), row["prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path.name} line {n}: expected {{\"video\": …, \"prompt\": …}} ({e})") from None
+    return items
+
+
+def token_f1(reference: str, other: str) -> float:
+    """Bag-of-words F1 of ``other`` against ``reference`` (SQuAD style, lower-cased)."""
+    ref, oth = Counter(reference.lower().split()), Counter(other.lower().split())
+    common = sum((ref & oth).values())
+    if not common:
+        return float(not ref and not oth)
+    precision, recall = common / sum(oth.values()), common / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass
+class MethodFigures:
+    mean_accepted_length: float
+    tokens_per_s: float
+    speedup: float | None
+    retention: float | None
+    token_f1: float | None
+    facts_kept: float | None  # share of answers whose parsed facts equal vanilla's (toy suite)
+    accuracy: float | None  # attribute accuracy (toy suite)
+    shares: dict[str, float] = field(default_factory=dict)
+
+
+def _decode_s(trace: RunTrace) -> float:
+    return trace.timing.total_s - trace.timing.prefill_s
+
+
+def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[str, MethodFigures]:
+    """``runs[method][item]`` holds that item's repeats; the first repeat is the one judged for quality."""
+    from .toyworld.answers import parse_facts, score
+
+    vanilla = runs.get("vanilla")
+    toy = all(item.scene is not None for item in items)
+
+    def per_token_s(method: str) -> float:
+        traces = [t for repeats in runs[method] for t in repeats]
+        return sum(_decode_s(t) for t in traces) / max(1, sum(t.stats.new_tokens - 1 for t in traces))
+
+    def accuracy(method: str) -> float:
+        verdicts = [ok for item, repeats in zip(items, runs[method])
+                    for ok in score(item.scene, item.prompt, repeats[0].text).values()]
+        return sum(verdicts) / max(1, len(verdicts))
+
+    out = {}
+    for method, per_item in runs.items():
+        traces = [t for repeats in per_item for t in repeats]
+        firsts = [repeats[0] for repeats in per_item]
+        total = sum(t.timing.total_s for t in traces) or 1.0
+        shares = {p: sum(getattr(t.timing, f"{p}_s") for t in traces) / total for p in PHASES}
+        passes = sum(t.stats.target_passes for t in traces)
+        fig = MethodFigures(
+            mean_accepted_length=sum(t.stats.new_tokens - 1 for t in traces) / max(1, passes),
+            tokens_per_s=1.0 / per_token_s(method) if per_token_s(method) else 0.0,
+            speedup=per_token_s("vanilla") / per_token_s(method) if vanilla else None,
+            retention=None,
+            token_f1=None,
+            facts_kept=None,
+            accuracy=accuracy(method) if toy else None,
+            shares=shares,
+        )
+        if vanilla:
+            refs = [repeats[0].text for repeats in vanilla]
+            fig.token_f1 = sum(token_f1(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
+            fig.facts_kept = sum(parse_facts(r) == parse_facts(t.text) for r, t in zip(refs, firsts)) / len(firsts)
+            fig.retention = fig.token_f1
+            if toy:
+                fig.retention = fig.accuracy / accuracy("vanilla") if accuracy("vanilla") else None
+        out[method] = fig
+    return out
+
+
+def run(
+    pair: ModelPair, items: list[Item], methods: list[str], settings: Settings, repeats: int = 1, frames: int = 16,
+    progress=None,
+) -> dict:
+    """Interleave methods inside each repeat of each item, so that drifting machine speed hits all alike."""
+    runs: dict[str, list[list[RunTrace]]] = {m: [] for m in methods}
+    for item in items:
+        clip = read_video(item.video, VideoLimits(max_frames=frames))
+        for m in methods:
+            runs[m].append([])
+        for r in range(repeats):
+            for m in methods if r % 2 == 0 else reversed(methods):
+                runs[m][-1].append(generate(pair, clip, item.prompt, m, settings))
+        if progress:
+            progress()
+    table = figures(runs, items)
+    return {
+        "settings": asdict(settings),
+        "target": pair.target_name,
+        "draft": pair.draft_name,
+        "repeats": repeats,
+        "methods": {m: asdict(f) for m, f in table.items()},
+        "items": [
+            {"video": item.video, "prompt": item.prompt,
+             **{m: {"text": runs[m][i][0].text, "mean_accepted_length": runs[m][i][0].stats.mean_accepted_length}
+                for m in methods}}
+            for i, item in enumerate(items)
+        ],
+    }
+
+
+def print_table(result: dict) -> None:
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    def num(x, unit=""):
+        return "—" if x is None else f"{x:.2f}{unit}"
+
+    head = ["method", "E[T]", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1",
+            *(f"{p} %" for p in PHASES)]
+    rows = [head]
+    for m, f in result["methods"].items():
+        rows.append([m, num(f["mean_accepted_length"]), f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"),
+                     pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]), pct(f["token_f1"]),
+                     *(f"{100 * f['shares'][p]:.0f}" for p in PHASES)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    for r in rows:
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
+    """``n`` held-out toy clips (never seen in training), each asked one prompt, kinds cycling."""
+    from .toyworld.evaluate import held_out
+
+    return [Item(e.path, e.prompt, e.scene) for e in held_out(n, folder, seed)]
+
