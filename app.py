@@ -53,19 +53,26 @@ Pick an example clip, press **Run**, then replay the race, step through the roun
 
 # ---- models (one pair in memory; runs are queued one at a time) ----
 
-_loaded: dict[tuple[str, str | None], ModelPair] = {}
+PairKey = tuple[str, str | None]  # (target, draft) as typed in the Model pair boxes
+_loaded: dict[PairKey, ModelPair] = {}
 
 
-def pair_for(target: str, draft: str, progress: gr.Progress) -> ModelPair:
+def load(target: str, draft: str, progress=None) -> PairKey:
+    """Make the pair named by the two boxes the one in memory; return its key."""
     key = (target.strip() or str(TARGET), draft.strip() or None)
     if key not in _loaded:
-        progress(0.05, desc=f"Loading {key[0]}" + (f" and {key[1]}" if key[1] else ""))
+        if progress is not None:
+            progress(0.05, desc=f"Loading {key[0]}" + (f" and {key[1]}" if key[1] else ""))
         _loaded.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         _loaded[key] = load_pair(*key)
-    return _loaded[key]
+    return key
+
+
+if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU wants the models placed at start-up, not inside a GPU call
+    load(str(TARGET), str(DRAFT))
 
 
 def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens) -> Settings:
@@ -105,8 +112,12 @@ def user_errors(fn):
 
 
 @gpu
-def decode_runs(pair: ModelPair, video: str, prompt: str, settings: Settings, frames: int, methods=COMPARED):
-    """Yield (method, growing trace) for each method in turn, on the same clip and prompt."""
+def decode_runs(key: PairKey, video: str, prompt: str, settings: Settings, frames: int, methods=COMPARED):
+    """Yield (method, growing trace) for each method in turn, on the same clip and prompt.
+
+    Takes the pair's key, not the pair: on ZeroGPU the arguments of a GPU call are pickled.
+    """
+    pair = _loaded[key]
     clip = read_video(video, VideoLimits(max_frames=int(frames)))
     for method in methods:
         for trace in stream(pair, clip, prompt, method, settings):
@@ -122,9 +133,9 @@ def summary(trace: RunTrace) -> str:
             f"{t.total_s:.2f} s")
 
 
-def column_html(trace: RunTrace | None, palette: str) -> str:
+def column_html(trace: RunTrace | None, palette: str, missing: str = "waiting…") -> str:
     if trace is None:
-        return "<p><i>waiting…</i></p>"
+        return f"<p><i>{missing}</i></p>"
     return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + viz.tokens_html(trace, palette)
 
 
@@ -149,7 +160,7 @@ def views(traces: list[RunTrace], palette: str) -> dict:
     return {
         live: viz.legend_html(palette) + viz.tokens_html(main, palette),
         live_summary: f"**{main.method}** · {summary(main)}",
-        **{columns[m]: column_html(runs.get(m), palette) for m in COMPARED},
+        **{columns[m]: column_html(runs.get(m), palette, missing=f"no {m} run here") for m in COMPARED},
         timing_plot: viz.timing_figure(traces),
         speedup_plot: speedup,
         diff_html: diff,
@@ -184,10 +195,10 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
         raise gr.Error("Upload a video or pick one of the examples first.")
     prompt = checked_prompt(prompt)
     settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
-    pair = pair_for(target, draft, progress)
+    key = load(target, draft, progress)
     runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
     drawn = 0.0
-    for method, trace in decode_runs(pair, video, prompt, settings, frames):
+    for method, trace in decode_runs(key, video, prompt, settings, frames):
         first_round = method not in runs
         runs[method] = trace
         if time.perf_counter() - drawn < REDRAW_S and not first_round:
@@ -239,7 +250,7 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
 
 def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | None):
     trace = by_method(traces or []).get(method)
-    if trace is None or token_index is None or not trace.tokens[int(token_index)].looks:
+    if trace is None or token_index is None or "grid" not in trace.video or not trace.tokens[int(token_index)].looks:
         return []
     token = trace.tokens[int(token_index)]
     frames = None
@@ -283,9 +294,9 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
     if method not in METHODS:
         raise gr.Error(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
     settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
-    pair = pair_for(target, draft, progress)
+    key = load(target, draft, progress)
     trace = None
-    for _, trace in decode_runs(pair, video, checked_prompt(prompt), settings, frames, methods=(method,)):
+    for _, trace in decode_runs(key, video, checked_prompt(prompt), settings, frames, methods=(method,)):
         pass
     yield trace.to_dict()
 

@@ -1,0 +1,85 @@
+"""Properties of the policies' verdicts and of the trace's JSON form, over generated rounds and traces."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lvspec.policies import ACCEPTED, Exact, LVSpec, RoundView
+from lvspec.trace import Round, RunTrace, Stats, Timing, TokenEvent
+
+VOCAB = st.integers(0, 6)  # a small vocabulary makes matches, shifts and stops frequent
+STOP = 6
+PROB = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def rounds(draw) -> RoundView:
+    k = draw(st.integers(1, 8))
+    drafts = draw(st.lists(VOCAB, min_size=k, max_size=k))
+    targets = draw(st.lists(VOCAB, min_size=k + 1, max_size=k + 1))
+    p_draft = draw(st.lists(PROB, min_size=k, max_size=k))
+    p_top = [max(p, q) for p, q in zip(p_draft, draw(st.lists(PROB, min_size=k, max_size=k)))]
+    relevance = draw(st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=k, max_size=k))
+    return RoundView(drafts, targets, p_draft, p_top, relevance, frozenset({STOP}))
+
+
+@given(rounds(), PROB)
+def test_lam_zero_without_shift_accepts_exactly_what_exact_match_does(view, eps):
+    lossless = LVSpec(lam=0.0, window=0, min_ratio=eps).decide(view)
+    assert lossless.verdicts == Exact().decide(view).verdicts
+    assert set(lossless.verdicts) <= {"exact", "reject", "skip"}
+
+
+@given(rounds(), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 4), PROB)
+def test_a_larger_lam_never_accepts_fewer(view, lam_a, lam_b, window, eps):
+    low, high = sorted((lam_a, lam_b))
+    accepted = [LVSpec(lam=lam, window=window, min_ratio=eps).decide(view).accepted for lam in (low, high)]
+    assert accepted[0] <= accepted[1]
+
+
+@given(rounds(), st.floats(0.0, 1.0), st.integers(0, 4), PROB)
+def test_verdicts_cover_the_round_and_never_exceed_k(view, lam, window, eps):
+    decision = LVSpec(lam=lam, window=window, min_ratio=eps).decide(view)
+    assert len(decision.verdicts) == len(decision.anchor) == view.k
+    n = decision.accepted
+    assert 0 <= n <= view.k
+    assert all(v in ACCEPTED for v in decision.verdicts[:n])
+    assert decision.verdicts[n:] == [] or (decision.verdicts[n] == "reject" and set(decision.verdicts[n + 1 :]) <= {"skip"})
+    # a stop token, drafted or wanted, is never relaxed
+    for i in range(n):
+        if STOP in (view.draft_ids[i], view.target_ids[i]):
+            assert decision.verdicts[i] == "exact"
+
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=6)
+FLOAT = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@st.composite
+def traces(draw) -> RunTrace:
+    tokens = draw(st.lists(st.builds(TokenEvent, st.integers(0, 10**6), TEXT,
+                                     st.sampled_from(["target", "exact", "loose", "shift", "correction", "bonus"]),
+                                     st.booleans(), st.none() | FLOAT, st.integers(0, 50),
+                                     st.none() | st.lists(st.integers(0, 500), max_size=4)), max_size=8))
+    k = draw(st.integers(0, 4))
+    ids = st.lists(st.integers(0, 10**6), min_size=k, max_size=k)
+    floats = st.lists(FLOAT, min_size=k, max_size=k)
+    round_ = st.builds(Round, st.integers(1, 50), ids, st.lists(st.integers(0, 10**6), min_size=k + 1, max_size=k + 1),
+                       floats, floats, floats, st.lists(st.booleans(), min_size=k, max_size=k),
+                       st.lists(st.sampled_from(["exact", "loose", "shift", "reject", "skip"]), min_size=k, max_size=k),
+                       st.integers(0, k + 1), FLOAT, FLOAT, FLOAT)
+    return RunTrace(
+        method=draw(st.sampled_from(["vanilla", "exact", "lvspec"])), params={"k": k, "lam": draw(PROB)},
+        target=draw(TEXT), draft=draw(st.none() | TEXT), prompt=draw(TEXT), video={"grid": [1, 2, 2]},
+        text=draw(TEXT), tokens=tokens, rounds=draw(st.lists(round_, max_size=3)),
+        timing=Timing(*draw(st.lists(FLOAT, min_size=5, max_size=5))),
+        stats=Stats(draw(st.integers(0, 99)), draw(st.integers(0, 99)), draw(FLOAT), draw(FLOAT)),
+        vocab=draw(st.dictionaries(st.integers(0, 999).map(str), TEXT, max_size=4)),
+    )
+
+
+@settings(max_examples=60)
+@given(traces())
+def test_trace_json_round_trip_is_exact(trace):
+    assert RunTrace.from_json(trace.to_json()) == trace
