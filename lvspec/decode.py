@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .models import ModelPair
-from .policies import Exact, LVSpec, Policy, RandomRelax, RoundView, Vanilla
+from .policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView, Vanilla
 from .relevance import LayerTap, relevance, unit_rows
 from .text import Detokenizer
 from .trace import Round, RunTrace, TokenEvent
@@ -35,7 +35,7 @@ class Settings:
     max_new_tokens: int = 128
 
 
-METHODS = ("vanilla", "exact", "lvspec", "random")
+METHODS = ("vanilla", "exact", "lvspec", "fly", "random")
 
 
 def make_policy(method: str, s: Settings) -> Policy:
@@ -44,6 +44,7 @@ def make_policy(method: str, s: Settings) -> Policy:
         "vanilla": Vanilla,
         "exact": Exact,
         "lvspec": lambda: LVSpec(**relax),
+        "fly": FLy,
         "random": lambda: RandomRelax(**relax),
     }
     if method not in makers:
@@ -101,6 +102,8 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
     """What the policy sees of a round: the target's greedy tokens and probabilities at each position."""
     probs = logits.softmax(-1)
     target_ids = logits.argmax(-1)
+    top3 = probs[: len(drafts)].topk(min(3, probs.shape[-1]), dim=-1).values
+    top3 = top3 / top3.sum(-1, keepdim=True)
     drafted = torch.tensor(drafts, dtype=torch.long, device=logits.device)
     return RoundView(
         draft_ids=drafts,
@@ -109,6 +112,7 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
         p_top=probs[: len(drafts)].gather(-1, target_ids[: len(drafts), None])[:, 0].tolist(),
         relevance=scores,
         stop_ids=stops,
+        entropy3=(-(top3 * top3.clamp_min(1e-12).log()).sum(-1)).tolist(),
     )
 
 

@@ -26,6 +26,7 @@ class RoundView:
     p_top: list[float]  # p_i(t_i)
     relevance: list[float]  # visual relevance of each draft position
     stop_ids: frozenset[int] = field(default_factory=frozenset)
+    entropy3: list[float] = field(default_factory=list)  # entropy (nats) of the target's top 3, renormalised
 
     @property
     def k(self) -> int:
@@ -136,3 +137,31 @@ class RandomRelax(LVSpec):
     def ranked_anchors(self, view: RoundView) -> list[bool]:
         shuffled = [self._rng.random() for _ in range(view.k)]
         return anchors(shuffled, self.lam)
+
+
+@dataclass
+class FLy(Policy):
+    """Peer baseline FLy: trust the target where it is sure, defer judgement where it is not.
+
+    A mismatch where the target's top-3 entropy is below ``gate`` (it knows what it wants) is rejected.
+    Elsewhere it is accepted as drafted if the next ``defer`` draft tokens of the round all match the
+    target (the wording diverged but the answer goes on the same way); with no later token left in the
+    round to judge by, it is rejected. Positions under the gate are recorded as the strict ones (anchors).
+    """
+
+    gate: float = 0.3
+    defer: int = 5
+
+    def anchors(self, view: RoundView) -> list[bool]:
+        return [h < self.gate for h in view.entropy3]
+
+    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+        d, t = view.draft_ids[i], view.target_ids[i]
+        if d == t:
+            return "exact"
+        if anchor or d in view.stop_ids or t in view.stop_ids:
+            return "reject"
+        later = range(i + 1, min(i + 1 + self.defer, view.k))
+        if later and all(view.draft_ids[j] == view.target_ids[j] for j in later):
+            return "loose"
+        return "reject"

@@ -100,3 +100,21 @@ def test_stop_tokens_are_never_relaxed():
 def test_random_relaxes_the_same_share_without_relevance():
     d = decide("random", [1] * 10, [2] * 11, [1.0] * 10, lam=0.7, window=0)
     assert sum(d.anchor) == 3
+
+
+def test_fly_rejects_sure_mismatches_and_defers_unsure_ones():
+    # Position 1: the target is sure (one dominant logit) → a mismatch is rejected.
+    sure = decide("fly", [1, 2, 3, 4], [9, 2, 3, 4, 5], [0.0] * 4)
+    assert sure.anchor[0] and sure.verdicts == ["reject", "skip", "skip", "skip"]
+    # Unsure target (runner-up close) at every position: a mismatch passes if every later draft matches…
+    flat = logits_for([9, 2, 3, 4, 5], second=[1, 1, 1, 1, 1], margin=0.5)
+    view = round_view(flat, [1, 2, 3, 4], [0.0] * 4, frozenset({STOP}))
+    assert all(h >= 0.3 for h in view.entropy3)
+    fly = make_policy("fly", Settings())
+    assert fly.decide(view).verdicts == ["loose", "exact", "exact", "exact"]
+    # …and is rejected when a later draft token disagrees, or when no later token is left to judge by.
+    view = round_view(flat, [1, 2, 8, 4], [0.0] * 4, frozenset({STOP}))
+    assert fly.decide(view).verdicts[0] == "reject"
+    view = round_view(logits_for([1, 2, 3, 9, 5], second=[0, 0, 0, 1, 0], margin=0.5), [1, 2, 3, 4], [0.0] * 4,
+                      frozenset({STOP}))
+    assert fly.decide(view).verdicts == ["exact", "exact", "exact", "reject"]
