@@ -240,7 +240,9 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
     ]
     anchors.sort(key=lambda item: not trace.tokens[item[1]].anchor)  # anchors first
     return (
-        gr.Slider(minimum=1, maximum=len(trace.rounds), value=index, step=1),
+        # Gradio needs minimum < maximum: a one-round run gets a fixed slider
+        gr.Slider(minimum=1, maximum=max(2, len(trace.rounds)), value=index, step=1,
+                  interactive=len(trace.rounds) > 1),
         viz.round_table_html(trace, index, palette=palette),
         viz.accepted_length_figure(trace, palette),
         viz.acceptance_histogram(trace),

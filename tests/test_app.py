@@ -174,3 +174,49 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tm
     traces = load_runs(saved)
     assert [t.method for t in traces] == ["lvspec", "exact", "vanilla"]
     assert json.loads(saved.read_text())[0]["text"] == traces[0].text
+
+
+def hand_built_trace() -> RunTrace:
+    from lvspec.trace import Round, Stats, Timing, TokenEvent
+
+    evil = "<script>alert(1)</script>"
+    tokens = [TokenEvent(1, "A", "target", False, None, 0),
+              TokenEvent(2, " " + evil, "loose", False, 0.1, 1, [0, 1]),
+              TokenEvent(3, " red", "exact", True, 0.9, 1, [3, 0]),
+              TokenEvent(4, " star", "correction", True, None, 1)]
+    rnd = Round(1, [2, 3, 5], [6, 3, 4, 7], [0.2, 0.9, 0.1], [0.5, 0.9, 0.8], [0.1, 0.9, 0.8], [False, True, True],
+                ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08)
+    return RunTrace(method="lvspec", params={"k": 3, "tau": None}, target="t", draft="d", prompt="Describe.",
+                    video={"path": "gone.mp4", "n_frames": 4, "grid": [2, 1, 2]}, text="A " + evil + " red star",
+                    tokens=tokens, rounds=[rnd], timing=Timing(0.05, 0.01, 0.02, 0.0, 0.08),
+                    stats=Stats(4, 1, 3.0, 40.0), vocab={"2": " " + evil, "3": " red", "5": " big", "6": " a",
+                                                         "4": " star", "7": "."})
+
+
+def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
+    import gradio as gr
+
+    import app
+    from lvspec.trace import save_runs
+
+    path = tmp_path / "runs.json"
+    save_runs([hand_built_trace()], path)
+    shown = app.open_saved(str(path), "default")
+    assert shown[app.state][0].text == hand_built_trace().text
+    html = shown[app.live] + shown[app.columns["lvspec"]]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "no vanilla run here" in shown[app.columns["vanilla"]]
+    table = app.inspect_round(shown[app.state], "lvspec", 1, "default")[1]
+    assert "<script>" not in table and "“ big”" in table  # the round's words come from the trace itself
+    assert sorted(Path(p).name for p in shown[app.exports]) == [
+        "acceptance-histogram-lvspec.png", "accepted-length-lvspec.png", "runs.json", "timing.png"]
+    images = app.anchor_view(shown[app.state], "lvspec", 2)
+    assert len(images) == 2 and images[0][0].shape == (28, 56, 3)  # video gone: heat on a grey 1×2 grid
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"method": "lvspec", "surprise": 1}')
+    with pytest.raises(gr.Error, match="not a valid RunTrace|unknown fields"):
+        app.open_saved(str(bad), "default")
+    bad.write_text("not json")
+    with pytest.raises(gr.Error, match="cannot read a trace"):
+        app.open_saved(str(bad), "default")
