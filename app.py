@@ -28,7 +28,7 @@ import torch
 
 import viz
 from lvspec.decode import METHODS, Settings, stream
-from lvspec.errors import UserError
+from lvspec.errors import UserError, checked_prompt
 from lvspec.models import ModelPair, load_pair
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.trace import RunTrace, load_runs, save_runs
@@ -38,7 +38,6 @@ from viz.race import next_moment, race_html
 
 COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
-MAX_PROMPT_CHARS = 2000
 SLOWDOWNS = [1, 2, 5, 10, 20]
 
 HEADER = """
@@ -80,15 +79,6 @@ def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens) -> Sett
         k=int(k), lam=float(lam), top_n=int(top_n), tau=float(tau) if tau else None, window=int(window),
         min_ratio=float(min_ratio), max_new_tokens=int(max_new_tokens),
     )
-
-
-def checked_prompt(prompt: str | None) -> str:
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise gr.Error("Type a question about the video first.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
-    return prompt
 
 
 def user_errors(fn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UserError
+from .errors import UserError, checked_prompt
 
 
 def summary(trace) -> str:
@@ -118,10 +118,9 @@ def generate(args) -> None:
     from .video import VideoLimits, read_video
 
     clip = read_video(args.video, VideoLimits(max_frames=args.frames))
-    if not args.prompt.strip():
-        raise UserError("the prompt is empty: ask something about the video")
+    prompt = checked_prompt(args.prompt)
     pair = load_pair(args.target, args.draft if args.method != "vanilla" else None, device=args.device, dtype=args.dtype)
-    trace = generate(pair, clip, args.prompt, args.method, settings_of(args))
+    trace = generate(pair, clip, prompt, args.method, settings_of(args))
     print(trace.text)
     print(summary(trace))
     if args.json:

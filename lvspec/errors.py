@@ -3,3 +3,16 @@
 
 class UserError(Exception):
     """Bad input or an unusable model pair, with a message that says what to change."""
+
+
+MAX_PROMPT_CHARS = 2000
+
+
+def checked_prompt(prompt: str | None, max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """The prompt without surrounding blanks, or a UserError that says what is wrong with it."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise UserError("the prompt is empty: ask something about the video")
+    if len(prompt) > max_chars:
+        raise UserError(f"the prompt is {len(prompt)} characters long; keep it under {max_chars}")
+    return prompt

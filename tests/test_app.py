@@ -88,7 +88,7 @@ def test_generate_streams_then_matches_vanilla_for_exact(client):
 
 @pytest.mark.parametrize(
     ("prompt", "message"),
-    [("   ", "question"), ("x" * 5000, "characters")],
+    [("   ", "empty"), ("x" * 5000, "characters")],
 )
 def test_bad_prompts_are_refused_with_a_message(client, prompt, message):
     from gradio_client import handle_file
