@@ -18,7 +18,8 @@ def main() -> None:
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         value = getattr(defaults, f.name)
-        t.add_argument(f"--{f.name.replace('_', '-')}", type=type(value) if value is not None else str, default=value)
+        kind = str if value is None else (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
+        t.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value)
     e = sub.add_parser("eval", help="attribute accuracy of target and draft alone on held-out clips")
     e.add_argument("--n", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)

@@ -47,7 +47,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     vocab_size: int = 640
-    max_side: int = 56  # frames are resized to at most this many pixels a side (a new processor only)
+    max_side: int = 112  # frames are resized to at most this many pixels a side (a new processor only)
+    centre: bool = True  # centre the video features at init (a fresh model only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
     align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
     top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
@@ -163,7 +164,7 @@ def train(c: TrainConfig) -> Path:
         processor = AutoProcessor.from_pretrained(work / "processor")
     else:
         processor.save_pretrained(work / "processor")
-        if not c.init:
+        if c.centre and not c.init:
             centre_video_features(model, collate(processor, [make_sample((INIT, c.seed, i), c.role, c.max_turns)
                                                              for i in range(64)]))
 
