@@ -27,7 +27,7 @@ import gradio as gr
 import torch
 
 import viz
-from lvspec.decode import METHODS, Settings, stream
+from lvspec.decode import METHODS, Settings, stream, warm_up
 from lvspec.errors import UserError, checked_prompt
 from lvspec.models import ModelPair, load_pair
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
@@ -67,6 +67,7 @@ def load(target: str, draft: str, progress=None) -> PairKey:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         _loaded[key] = load_pair(*key)
+        warm_up(_loaded[key])
     return key
 
 
@@ -228,7 +229,7 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
          f"r={t.relevance:.3f}", i)
         for i, t in enumerate(trace.tokens) if t.looks
     ]
-    anchors.sort(key=lambda item: not trace.tokens[item[1]].anchor)  # anchors first
+    anchors.sort(key=lambda item: (not trace.tokens[item[1]].anchor, -trace.tokens[item[1]].relevance))
     return (
         # Gradio needs minimum < maximum: a one-round run gets a fixed slider
         gr.Slider(minimum=1, maximum=max(2, len(trace.rounds)), value=index, step=1,
@@ -280,7 +281,11 @@ def step(traces: list[RunTrace], t: float, palette: str):
 @user_errors
 def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames,
                  progress=gr.Progress()):
-    """One run of ``method`` on the video and prompt; returns its RunTrace as JSON."""
+    """One run of ``method`` on the video and prompt; returns its RunTrace as a JSON string.
+
+    A string, not a JSON component: gradio_client takes any object with a "path" key (the trace's video
+    record has one) for a file to download and replaces it.
+    """
     if not video:
         raise gr.Error("no video given")
     if method not in METHODS:
@@ -290,7 +295,7 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
     trace = None
     for _, trace in decode_runs(key, video, checked_prompt(prompt), settings, frames, methods=(method,)):
         pass
-    yield trace.to_dict()
+    yield trace.to_json()
 
 
 # ---- layout ----
@@ -348,8 +353,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 with gr.Tab("Replay", id="replay"):
                     with gr.Row():
                         slowdown = gr.Radio([f"{s}×" for s in SLOWDOWNS], value="10×", label="slow down")
-                        play_btn = gr.Button("▶ Play", elem_id="play")
-                        pause_btn = gr.Button("⏸ Pause")
+                        play_btn = gr.Button("Play", elem_id="play")
+                        pause_btn = gr.Button("Pause")
                         step_btn = gr.Button("Step one round", elem_id="step")
                     race = gr.HTML(elem_id="race")
                 with gr.Tab("Inspector", id="inspector", elem_id="inspector-tab"):
@@ -364,7 +369,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     anchor_token = gr.Dropdown([], label="drafted token (anchors first)")
                     anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
                 with gr.Tab("Export", id="export"):
-                    exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple")
+                    exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple",
+                                      interactive=False, elem_id="exports")
 
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames]
     outputs = [state, live, live_summary, *columns.values()]
@@ -387,10 +393,10 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     pause_btn.click(None, cancels=[play_event])
     step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event], api_visibility="private")
 
-    # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace JSON.
+    # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.
     with gr.Row(visible=False):
         api_method = gr.Dropdown(list(METHODS), value="lvspec", label="method")
-        api_out = gr.JSON()
+        api_out = gr.Textbox()
         api_btn = gr.Button()
     api_btn.click(
         api_generate, [video, prompt, api_method, target, draft, *settings_inputs], api_out,

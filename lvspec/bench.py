@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .decode import Settings, generate
+from .decode import Settings, generate, warm_up
 from .models import ModelPair
 from .trace import RunTrace
 from .video import VideoLimits, read_video
@@ -118,6 +118,7 @@ def run(
 ) -> dict:
     """Interleave methods inside each repeat of each item, so that drifting machine speed hits all alike."""
     runs: dict[str, list[list[RunTrace]]] = {m: [] for m in methods}
+    warm_up(pair)
     for item in items:
         clip = read_video(item.video, VideoLimits(max_frames=frames))
         for m in methods:

@@ -66,7 +66,7 @@ def test_generate_endpoint_returns_a_valid_trace(client):
     from gradio_client import handle_file
 
     data = client.predict(handle_file(str(CLIP)), "Describe the video.", "lvspec", api_name="/generate")
-    trace = RunTrace.from_dict(data)
+    trace = RunTrace.from_json(data)
     assert trace.method == "lvspec" and trace.prompt == "Describe the video."
     assert trace.text and trace.text == "".join(t.text for t in trace.tokens)
     assert trace.stats.new_tokens == len(trace.tokens) > 1
@@ -79,7 +79,7 @@ def test_generate_streams_then_matches_vanilla_for_exact(client):
     from gradio_client import handle_file
 
     runs = {
-        m: RunTrace.from_dict(client.predict(handle_file(str(CLIP)), "How many shapes are there?", m,
+        m: RunTrace.from_json(client.predict(handle_file(str(CLIP)), "How many shapes are there?", m,
                                              api_name="/generate"))
         for m in ("vanilla", "exact")
     }
@@ -105,7 +105,7 @@ def test_unreadable_video_is_refused_and_the_app_keeps_serving(client, tmp_path)
     with pytest.raises(Exception, match="(?i)video"):
         client.predict(handle_file(str(fake)), "Describe the video.", "lvspec", api_name="/generate")
     data = client.predict(handle_file(str(CLIP)), "Describe the video.", "vanilla", api_name="/generate")
-    assert RunTrace.from_dict(data).text
+    assert RunTrace.from_json(data).text
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tm
     page.screenshot(path=SHOTS / "replay.png", full_page=True)
 
     page.get_by_role("tab", name="Export").click()
-    link = page.get_by_role("link", name="runs.json")
+    link = page.locator("#exports a[download='runs.json']")
     with page.expect_download() as download:
         link.click()
     saved = tmp_path / "runs.json"
