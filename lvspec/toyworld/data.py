@@ -19,7 +19,7 @@ from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
 from .answers import answer, sample_prompt
-from .world import Scene, render, sample_scene
+from .world import COLOURS, MOTIONS, SHAPES, Scene, render, sample_scene
 
 TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
 
@@ -109,7 +109,18 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     reply_start = tokenizer("<|im_start|>assistant\n")["input_ids"]
     mask = answer_mask(batch["input_ids"], reply_start, tokenizer.eos_token_id)
     batch["labels"] = batch["input_ids"].masked_fill(~mask, -100)
+    batch["facts"] = torch.stack([scene_facts(s.scene) for s in samples])
     return dict(batch)
+
+
+FACT_NAMES = [*COLOURS, *SHAPES, *MOTIONS, "one", "two", "three"]
+
+
+def scene_facts(scene: Scene) -> torch.Tensor:
+    """Multi-hot over FACT_NAMES: the colours, shapes and motions present, and the number of shapes."""
+    present = {s.colour for s in scene.shapes} | {s.shape for s in scene.shapes} | {s.motion for s in scene.shapes}
+    present.add(("one", "two", "three")[len(scene.shapes) - 1])
+    return torch.tensor([name in present for name in FACT_NAMES], dtype=torch.float32)
 
 
 class Batches(torch.utils.data.IterableDataset):

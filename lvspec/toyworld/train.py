@@ -21,7 +21,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
 from .answers import anchor_words, corpus
-from .data import INIT, Batches, collate, make_sample
+from .data import FACT_NAMES, INIT, Batches, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
 
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
@@ -51,6 +51,7 @@ class TrainConfig:
     centre: bool = True  # centre the video features at init (a fresh model only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
     align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
+    readout_weight: float = 1.0  # weight of the training-only fact read-out from the video features (0 = off)
     top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
     threads: int = 2
 
@@ -87,7 +88,27 @@ def fact_ids(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words])
 
 
-def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+class FactReadout(torch.nn.Module):
+    """Training only (never saved): reads the clip's facts (``data.FACT_NAMES``) off its mean video feature.
+
+    Trained from scratch with the language model, the vision tower collapses within a few hundred steps:
+    every clip maps to one large constant vector (red and blue clips at cosine 0.9999), the language model
+    learns the answers' phrasing and guesses the facts, and grounding has to be rediscovered slowly.
+    Asking a linear read-out to recover the facts from the features keeps them informative, the role a
+    pretrained vision encoder plays for a real video LLM.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.head = torch.nn.Linear(dim, len(FACT_NAMES))
+
+    def forward(self, video: list[torch.Tensor], facts: torch.Tensor) -> torch.Tensor:
+        pooled = torch.stack([v.float().mean(0) for v in video])
+        return F.binary_cross_entropy_with_logits(self.head(pooled), facts)
+
+
+def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
+                  readout: FactReadout | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token loss on the answers with fact words weighted, and the relevance-alignment loss.
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
@@ -99,17 +120,20 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig) -> tu
     the target is taught it: within each answer every fact word's relevance should exceed every other
     word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes).
     """
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    out = model(**inputs, output_hidden_states=c.align_weight > 0)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "facts")}
+    out = model(**inputs, output_hidden_states=True)
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
     weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), c.fact_weight, 1.0)
     lm = (loss * weights.flatten()).sum() / weights.sum()
+    video_id = model.config.video_token_id
+    if readout is not None:
+        video = [embeds[ids == video_id] for ids, embeds in zip(batch["input_ids"], out.hidden_states[0])]
+        lm = lm + c.readout_weight * readout(video, batch["facts"])
     if c.align_weight == 0:
         return lm, torch.zeros(())
     layer = len(out.hidden_states) // 2  # the decode loop's default: the middle decoder layer
-    video_id = model.config.video_token_id
     terms = []
     for ids, answer, embeds, states in zip(batch["input_ids"], batch["labels"] != -100, out.hidden_states[0],
                                            out.hidden_states[layer]):
@@ -154,11 +178,15 @@ def train(c: TrainConfig) -> Path:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
     else:
         model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    readout = FactReadout(model.config.text_config.hidden_size) if c.readout_weight > 0 else None
+    params = [*model.parameters(), *(readout.parameters() if readout else [])]
+    opt = torch.optim.AdamW(params, lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, history = 0, []
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ckpt["model"])
+        if readout is not None:
+            readout.load_state_dict(ckpt["readout"])
         opt.load_state_dict(ckpt["optimizer"])
         start, history = ckpt["step"], ckpt["history"]
         processor = AutoProcessor.from_pretrained(work / "processor")
@@ -179,15 +207,16 @@ def train(c: TrainConfig) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, c)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, align = training_loss(model, batch, facts, c)
+            loss, align = training_loss(model, batch, facts, c, readout)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         history.append((step, loss.item()))
         bar.set_postfix(loss=f"{history[-1][1]:.3f}", align=f"{align.item():.3f}")
         if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history}
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history,
+                     "readout": readout.state_dict() if readout else None}
             torch.save(state, work / "checkpoint.tmp")
             (work / "checkpoint.tmp").replace(ckpt_path)
             plot_loss(history, work / "loss.png", f"toy-{c.role}")
