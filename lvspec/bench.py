@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .decode import Settings, generate, warm_up
+from .decode import METHODS, Settings, generate, warm_up
 from .models import ModelPair
-from .trace import RunTrace
+from .trace import PHASES, RunTrace
 from .video import VideoLimits, read_video
-
-PHASES = ("prefill", "draft", "verify", "other")
-
 
 @dataclass
 class Item:
@@ -42,6 +39,34 @@ def file_suite(path: str | Path) -> list[Item]:
     return items
 
 
+BENCH_METHODS = (*METHODS, "hf")  # hf: transformers' generate(assistant_model=draft), the exact-match peer
+
+
+def run_method(pair: ModelPair, clip, prompt: str, method: str, settings: Settings) -> RunTrace:
+    if method == "hf":
+        from .assisted import generate_assisted
+
+        return generate_assisted(pair, clip, prompt, settings)
+    return generate(pair, clip, prompt, method, settings)
+
+
+def rouge_l(reference: str, other: str) -> float:
+    """ROUGE-L F1: the longest common word subsequence against both lengths (lower-cased)."""
+    ref, oth = reference.lower().split(), other.lower().split()
+    if not ref or not oth:
+        return float(ref == oth)
+    row = [0] * (len(oth) + 1)
+    for r in ref:
+        prev = 0
+        for j, o in enumerate(oth, 1):
+            prev, row[j] = row[j], prev + 1 if r == o else max(row[j], row[j - 1])
+    lcs = row[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(oth), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
 def token_f1(reference: str, other: str) -> float:
     """Bag-of-words F1 of ``other`` against ``reference`` (SQuAD style, lower-cased)."""
     ref, oth = Counter(reference.lower().split()), Counter(other.lower().split())
@@ -59,6 +84,7 @@ class MethodFigures:
     speedup: float | None
     retention: float | None
     token_f1: float | None
+    rouge_l: float | None
     facts_kept: float | None  # share of answers whose parsed facts equal vanilla's (toy suite)
     accuracy: float | None  # attribute accuracy (toy suite)
     shares: dict[str, float] = field(default_factory=dict)
@@ -92,11 +118,12 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
         shares = {p: sum(getattr(t.timing, f"{p}_s") for t in traces) / total for p in PHASES}
         passes = sum(t.stats.target_passes for t in traces)
         fig = MethodFigures(
-            mean_accepted_length=sum(t.stats.new_tokens - 1 for t in traces) / max(1, passes),
+            mean_accepted_length=sum(t.stats.mean_accepted_length * t.stats.target_passes for t in traces) / max(1, passes),
             tokens_per_s=1.0 / per_token_s(method) if per_token_s(method) else 0.0,
             speedup=per_token_s("vanilla") / per_token_s(method) if vanilla else None,
             retention=None,
             token_f1=None,
+            rouge_l=None,
             facts_kept=None,
             accuracy=accuracy(method) if toy else None,
             shares=shares,
@@ -104,6 +131,7 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
         if vanilla:
             refs = [repeats[0].text for repeats in vanilla]
             fig.token_f1 = sum(token_f1(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
+            fig.rouge_l = sum(rouge_l(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
             fig.facts_kept = sum(parse_facts(r) == parse_facts(t.text) for r, t in zip(refs, firsts)) / len(firsts)
             fig.retention = fig.token_f1
             if toy:
@@ -112,36 +140,56 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
     return out
 
 
-def run(
-    pair: ModelPair, items: list[Item], methods: list[str], settings: Settings, repeats: int = 1, frames: int = 16,
-    progress=None,
-) -> dict:
-    """Interleave methods inside each repeat of each item, so that drifting machine speed hits all alike."""
-    runs: dict[str, list[list[RunTrace]]] = {m: [] for m in methods}
+Configs = dict[str, tuple[str, Settings]]  # label -> (method, settings); "vanilla" is the reference
+
+
+def run(pair: ModelPair, items: list[Item], configs: Configs, repeats: int = 1, frames: int = 16,
+        progress=None) -> dict:
+    """Every config on every item. Configs are interleaved inside each repeat of each item (in reverse
+    order on odd repeats), so that a drifting machine speed hits all of them alike."""
+    runs: dict[str, list[list[RunTrace]]] = {label: [] for label in configs}
     warm_up(pair)
     for item in items:
         clip = read_video(item.video, VideoLimits(max_frames=frames))
-        for m in methods:
-            runs[m].append([])
+        for label in configs:
+            runs[label].append([])
         for r in range(repeats):
-            for m in methods if r % 2 == 0 else reversed(methods):
-                runs[m][-1].append(generate(pair, clip, item.prompt, m, settings))
+            for label in configs if r % 2 == 0 else reversed(configs):
+                method, settings = configs[label]
+                runs[label][-1].append(run_method(pair, clip, item.prompt, method, settings))
         if progress:
             progress()
     table = figures(runs, items)
     return {
-        "settings": asdict(settings),
+        "configs": {label: {"method": m, **asdict(s)} for label, (m, s) in configs.items()},
         "target": pair.target_name,
         "draft": pair.draft_name,
         "repeats": repeats,
-        "methods": {m: asdict(f) for m, f in table.items()},
+        "methods": {label: asdict(f) for label, f in table.items()},
         "items": [
             {"video": item.video, "prompt": item.prompt,
-             **{m: {"text": runs[m][i][0].text, "mean_accepted_length": runs[m][i][0].stats.mean_accepted_length}
-                for m in methods}}
+             **{label: {"text": runs[label][i][0].text,
+                        "mean_accepted_length": runs[label][i][0].stats.mean_accepted_length}
+                for label in configs}}
             for i, item in enumerate(items)
         ],
     }
+
+
+SWEEP_LAMS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)
+SWEEP_WINDOWS = (0, 3)
+
+
+def sweep_configs(settings: Settings, lams=SWEEP_LAMS, windows=SWEEP_WINDOWS) -> Configs:
+    """The speed/quality frontier: LVSpec over λ × w, the random peer at the same λ (same looseness, no
+    relevance), FLy at its published setting, exact-match SD and vanilla as the two ends."""
+    configs: Configs = {"vanilla": ("vanilla", settings), "exact": ("exact", settings), "fly": ("fly", settings)}
+    for w in windows:
+        for lam in lams:
+            configs[f"lvspec λ={lam:g} w={w}"] = ("lvspec", replace(settings, lam=lam, window=w))
+    for lam in lams[1:]:
+        configs[f"random λ={lam:g} w={settings.window}"] = ("random", replace(settings, lam=lam))
+    return configs
 
 
 def print_table(result: dict) -> None:
@@ -151,13 +199,13 @@ def print_table(result: dict) -> None:
     def num(x, unit=""):
         return "—" if x is None else f"{x:.2f}{unit}"
 
-    head = ["method", "E[T]", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1",
+    head = ["method", "E[T]", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1", "ROUGE-L",
             *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
         rows.append([m, num(f["mean_accepted_length"]), f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"),
                      pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]), pct(f["token_f1"]),
-                     *(f"{100 * f['shares'][p]:.0f}" for p in PHASES)])
+                     pct(f["rouge_l"]), *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
@@ -169,3 +217,20 @@ def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
 
     return [Item(e.path, e.prompt, e.scene) for e in held_out(n, folder, seed)]
 
+
+
+def machine(pair: ModelPair) -> dict:
+    """Where the figures were measured: they mean little without it."""
+    import os
+    import platform
+
+    import torch
+
+    device = pair.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    if device.type == "cpu" and Path("/proc/cpuinfo").exists():
+        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")]
+        name = models[0] if models else name
+    return {"device": str(device), "name": name, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "dtype": str(pair.target.dtype).removeprefix("torch.")}

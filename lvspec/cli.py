@@ -1,4 +1,5 @@
-"""``python -m lvspec generate|bench``: one run with its trace, or every method over a suite with its figures."""
+"""``python -m lvspec generate|bench|sweep|anchors``: one run with its trace; every method over a suite with
+its figures; the speed/quality frontier; how well relevance finds the visual words."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
+    from .bench import BENCH_METHODS
     from .decode import METHODS, Settings
 
     d = Settings()
@@ -36,12 +38,22 @@ def parser() -> argparse.ArgumentParser:
     add_pair_and_settings(g, d)
     g.add_argument("--json", metavar="OUT", help="write the RunTrace here")
     b = sub.add_parser("bench", help="every method on every item of a suite: E[T], speedup, retention, time shares")
-    b.add_argument("--suite", default="toy", help="toy (held-out rendered clips) or a JSONL file of {video, prompt}")
-    b.add_argument("--methods", default="vanilla,exact,lvspec", help=f"comma-separated, from {', '.join(METHODS)}")
-    b.add_argument("--n", type=int, default=30, help="items of the toy suite")
-    b.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
-    add_pair_and_settings(b, d)
-    b.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
+    b.add_argument("--methods", default="vanilla,exact,lvspec,fly,random,hf",
+                   help=f"comma-separated, from {', '.join(BENCH_METHODS)} (hf: transformers' assisted generation)")
+    w = sub.add_parser("sweep", help="the speed/quality frontier: LVSpec over λ and w, random and FLy beside it")
+    for q in (b, w):
+        q.add_argument("--suite", default="toy", help="toy (held-out rendered clips) or a JSONL file of {video, prompt}")
+        q.add_argument("--n", type=int, default=30, help="items of the toy suite")
+        q.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
+        add_pair_and_settings(q, d)
+        q.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
+        q.add_argument("--plot", metavar="OUT.png", help="write the figures as a picture (png, svg or pdf)")
+    a = sub.add_parser("anchors", help="precision and recall of the anchor flag against the true visual words")
+    a.add_argument("--n", type=int, default=30, help="items of the toy suite")
+    a.add_argument("--layers", help="comma-separated target layers (default: every layer)")
+    a.add_argument("--top-ns", default="1,3,10,30", help="comma-separated top-N values")
+    add_pair_and_settings(a, d)
+    a.add_argument("--json", metavar="OUT", help="write the table here")
     return p
 
 
@@ -66,15 +78,16 @@ def check(args, p: argparse.ArgumentParser) -> None:
         from .toyworld import DRAFT, TARGET
 
         args.target, args.draft = str(TARGET), args.draft or str(DRAFT)
-    methods = args.methods.split(",") if args.command == "bench" else [args.method]
+    methods = {"generate": lambda: [args.method], "bench": lambda: args.methods.split(","),
+               "sweep": lambda: ["lvspec"], "anchors": lambda: ["vanilla"]}[args.command]()
     if args.command == "bench":
-        from .decode import METHODS
+        from .bench import BENCH_METHODS
 
-        unknown = [m for m in methods if m not in METHODS]
+        unknown = [m for m in methods if m not in BENCH_METHODS]
         if unknown:
-            p.error(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
-        if args.n < 1 or args.repeats < 1:
-            p.error("--n and --repeats must be ≥ 1")
+            p.error(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(BENCH_METHODS)})")
+    if args.command != "generate" and (args.n < 1 or getattr(args, "repeats", 1) < 1):
+        p.error("--n and --repeats must be ≥ 1")
     drafting = [m for m in methods if m != "vanilla"]
     if drafting and not args.draft:
         p.error(f"--method {drafting[0]} needs --draft")
@@ -91,7 +104,8 @@ def settings_of(args):
                     min_ratio=args.min_ratio, layer=args.layer, max_new_tokens=args.max_new_tokens)
 
 
-def bench(args) -> None:
+def suite_run(args) -> None:
+    """``bench`` and ``sweep``: configs over a suite, a table, and the JSON and plot on request."""
     import json
     import tempfile
     from pathlib import Path
@@ -101,16 +115,45 @@ def bench(args) -> None:
     from . import bench as b
     from .models import load_pair
 
-    methods = args.methods.split(",")
-    pair = load_pair(args.target, args.draft if set(methods) - {"vanilla"} else None, device=args.device,
-                     dtype=args.dtype)
+    settings = settings_of(args)
+    if args.command == "bench":
+        configs = {m: (m, settings) for m in args.methods.split(",")}
+    else:
+        configs = b.sweep_configs(settings)
+    drafting = {m for m, _ in configs.values()} - {"vanilla"}
+    pair = load_pair(args.target, args.draft if drafting else None, device=args.device, dtype=args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         items = b.toy_suite(args.n, Path(tmp)) if args.suite == "toy" else b.file_suite(args.suite)
-        with tqdm(total=len(items), desc="bench", leave=False) as bar:
-            result = b.run(pair, items, methods, settings_of(args), args.repeats, args.frames, bar.update)
+        with tqdm(total=len(items), desc=args.command, leave=False) as bar:
+            result = b.run(pair, items, configs, args.repeats, args.frames, bar.update)
+    result["machine"] = b.machine(pair)
     b.print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    if args.plot:
+        from viz.export import save_bench_figure
+
+        save_bench_figure(result, args.plot)
+
+
+def anchors(args) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from . import bench as b
+    from .anchor_quality import anchor_table, print_anchor_table
+    from .models import load_pair
+
+    pair = load_pair(args.target, None, device=args.device, dtype=args.dtype)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    top_ns = [int(x) for x in args.top_ns.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        items = b.toy_suite(args.n, Path(tmp))
+        table = anchor_table(pair, items, settings_of(args), layers, top_ns, args.frames)
+    print_anchor_table(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1))
 
 
 def generate(args) -> None:
@@ -134,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check(args, p)
     try:
-        bench(args) if args.command == "bench" else generate(args)
+        {"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command](args)
     except (UserError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

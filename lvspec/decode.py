@@ -166,6 +166,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             view = round_view(logits, drafts, scores, stops)
             decision = policy.decide(view)
             n = decision.accepted
+            t3 = clock()
 
             # Commit the accepted drafts and the target's own token after them, up to a stop token.
             last = "target" if not drafts else "bonus" if n == len(drafts) else "correction"
@@ -208,6 +209,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             )
             trace.timing.draft_s += t1 - t0
             trace.timing.verify_s += t2 - t1
+            trace.timing.identify_s += t3 - t2
             _update(trace, start, now)
             start += yield from _hand_over(trace, clock)
     finally:
@@ -225,7 +227,7 @@ def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:
 def _update(trace: RunTrace, start: float, now: float) -> None:
     t, s = trace.timing, trace.stats
     t.total_s = now - start
-    t.other_s = t.total_s - t.prefill_s - t.draft_s - t.verify_s
+    t.other_s = t.total_s - t.prefill_s - t.draft_s - t.verify_s - t.identify_s
     trace.text = "".join(tok.text for tok in trace.tokens)
     s.new_tokens = len(trace.tokens)
     s.target_passes = len(trace.rounds)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 VERDICTS = ("target", "exact", "loose", "shift", "correction", "bonus")
+PHASES = ("prefill", "draft", "verify", "identify", "other")  # where a run's wall time goes: Timing.<phase>_s
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Timing:
     prefill_s: float = 0.0
     draft_s: float = 0.0
     verify_s: float = 0.0
+    identify_s: float = 0.0  # visual relevance, anchor split and the policy's verdicts
     other_s: float = 0.0
     total_s: float = 0.0
 

@@ -76,22 +76,45 @@ def test_mismatched_tokenizers_are_refused(folders, video, tmp_path):
     assert "different tokenizers" in one_line_error(res)
 
 
-def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, video, tmp_path):
-    suite = tmp_path / "suite.jsonl"
-    suite.write_text(json.dumps({"video": video, "prompt": "Describe the video."}) + "\n"
-                     + json.dumps({"video": video, "prompt": "How many shapes are there?"}) + "\n")
-    out = tmp_path / "bench.json"
-    res = run("bench", "--suite", str(suite), "--methods", "vanilla,exact,lvspec", "--max-new-tokens", "12",
-              "--target", str(folders / "target"), "--draft", str(folders / "near"), "--json", str(out))
+@pytest.fixture
+def suite(video, tmp_path):
+    path = tmp_path / "suite.jsonl"
+    path.write_text(json.dumps({"video": video, "prompt": "Describe the video."}) + "\n"
+                    + json.dumps({"video": video, "prompt": "How many shapes are there?"}) + "\n")
+    return path
+
+
+def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, suite, tmp_path):
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    res = run("bench", "--suite", str(suite), "--max-new-tokens", "12", "--target", str(folders / "target"),
+              "--draft", str(folders / "near"), "--json", str(out), "--plot", str(plot))
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].split()[:3] == ["method", "E[T]", "tok/s"]
     result = json.loads(out.read_text())
-    assert set(result["methods"]) == {"vanilla", "exact", "lvspec"} and len(result["items"]) == 2
+    assert set(result["methods"]) == {"vanilla", "exact", "lvspec", "fly", "random", "hf"} and len(result["items"]) == 2
     exact, vanilla = result["methods"]["exact"], result["methods"]["vanilla"]
     assert vanilla["mean_accepted_length"] == 1.0 and vanilla["speedup"] == 1.0
-    assert exact["token_f1"] == 1.0 and exact["facts_kept"] == 1.0  # lossless: the same answers as vanilla
-    assert all(item["exact"]["text"] == item["vanilla"]["text"] for item in result["items"])
-    assert abs(sum(exact["shares"].values()) - 1.0) < 1e-6
+    for lossless in ("exact", "hf"):  # the same answers as vanilla
+        assert result["methods"][lossless]["token_f1"] == result["methods"][lossless]["rouge_l"] == 1.0
+        assert all(item[lossless]["text"] == item["vanilla"]["text"] for item in result["items"])
+    assert result["methods"]["hf"]["mean_accepted_length"] > 1.0
+    assert abs(sum(exact["shares"].values()) - 1.0) < 1e-6 and exact["shares"]["identify"] > 0
+    assert result["machine"]["device"] == "cpu"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_covers_lambda_and_window_with_the_peers(folders, suite, tmp_path):
+    out, plot = tmp_path / "sweep.json", tmp_path / "frontier.png"
+    res = run("sweep", "--suite", str(suite), "--max-new-tokens", "10", "--target", str(folders / "target"),
+              "--draft", str(folders / "near"), "--json", str(out), "--plot", str(plot))
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    lvspec = {(c["lam"], c["window"]) for c in result["configs"].values() if c["method"] == "lvspec"}
+    assert lvspec == {(lam, w) for lam in (0.0, 0.3, 0.5, 0.7, 0.8, 0.9) for w in (0, 3)}
+    assert {c["method"] for c in result["configs"].values()} == {"vanilla", "exact", "lvspec", "random", "fly"}
+    strict = "lvspec λ=0 w=0"
+    assert all(item[strict]["text"] == item["vanilla"]["text"] for item in result["items"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_refuses_unknown_methods_and_bad_suites(folders, tmp_path):

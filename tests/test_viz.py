@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import viz
-from lvspec.trace import VERDICTS, Round, RunTrace, Stats, Timing, TokenEvent
+from lvspec.trace import PHASES, VERDICTS, Round, RunTrace, Stats, Timing, TokenEvent
 from viz.charts import acceptance_counts, round_lengths, timing_rows
 from viz.tokens import TEXT_COLOUR
 
@@ -192,7 +192,7 @@ def test_verdict_counts():
 def test_timing_figure_bars_are_the_timing_fields_with_speedup():
     lv, va = lvspec_trace(), vanilla_trace()
     fig = viz.timing_figure([va, lv])
-    assert [bar.name for bar in fig.data] == ["prefill", "draft", "verify", "other"]
+    assert [bar.name for bar in fig.data] == list(PHASES)
     for bar in fig.data:
         assert list(bar.y) == ["vanilla", "lvspec"]
         assert list(bar.x) == [getattr(va.timing, f"{bar.name}_s"), getattr(lv.timing, f"{bar.name}_s")]

@@ -6,23 +6,32 @@ Renders from the trace alone, so a saved run can be shown without any model; not
 from .charts import (
     accepted_length_figure,
     acceptance_histogram,
+    frontier_figure,
     speedup_curve_figure,
     speedup_points,
     step_cost_ratio,
     timing_figure,
     verdict_counts,
 )
-from .export import save_accepted_length, save_acceptance_histogram, save_speedup_curve, save_timing
+from .export import (
+    save_accepted_length,
+    save_acceptance_histogram,
+    save_bench_figure,
+    save_speedup_curve,
+    save_timing,
+)
 from .tokens import PALETTES, legend_html, round_table_html, tokens_html, word_diff, word_diff_html
 
 __all__ = [
     "PALETTES",
     "accepted_length_figure",
     "acceptance_histogram",
+    "frontier_figure",
     "legend_html",
     "round_table_html",
     "save_accepted_length",
     "save_acceptance_histogram",
+    "save_bench_figure",
     "save_speedup_curve",
     "save_timing",
     "speedup_curve_figure",

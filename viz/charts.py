@@ -14,12 +14,12 @@ import numpy as np
 import plotly.graph_objects as go
 
 from lvspec.policies import Decision
-from lvspec.trace import VERDICTS, RunTrace
+from lvspec.trace import PHASES, VERDICTS, RunTrace
 
 from .tokens import PALETTES
 
-PHASES = ("prefill", "draft", "verify", "other")
-PHASE_COLOURS = {"prefill": "#999999", "draft": "#E69F00", "verify": "#0072B2", "other": "#CCCCCC"}  # Okabe–Ito
+PHASE_COLOURS = {"prefill": "#999999", "draft": "#E69F00", "verify": "#0072B2", "identify": "#CC79A7",
+                 "other": "#CCCCCC"}  # Okabe–Ito
 BAR_COLOUR, POINT_COLOUR = "#0072B2", "#D55E00"
 HEIGHT = 360
 TIMING_TITLE = "Wall time by phase"
@@ -192,6 +192,26 @@ def step_cost_ratio(traces: list[RunTrace]) -> float:
     return per_draft_token / per_target_pass
 
 
+FRONTIER_TITLE = "Speed against quality kept"
+FRONTIER_COLOURS = {"lvspec w=3": "#0072B2", "lvspec w=0": "#56B4E9", "random": "#E69F00", "fly": "#009E73",
+                    "exact": "#000000", "hf": "#CC79A7", "vanilla": "#999999"}
+
+
+def frontier_series(result: dict) -> dict[str, list[tuple[float, float, str]]]:
+    """A bench or sweep result as (speedup, retention, label) points per family, each family in λ order:
+    LVSpec per shift window, the random peer, and single points for FLy, exact-match SD, hf and vanilla."""
+    series: dict[str, list[tuple[float, float, float, str]]] = {}
+    for label, config in result["configs"].items():
+        figures = result["methods"][label]
+        if figures["speedup"] is None or figures["retention"] is None:
+            continue
+        method = config["method"]
+        family = f"lvspec w={config['window']}" if method == "lvspec" else method
+        point_label = f"λ={config['lam']:g}" if method in ("lvspec", "random") else method
+        series.setdefault(family, []).append((config["lam"], figures["speedup"], figures["retention"], point_label))
+    return {family: [(x, y, name) for _, x, y, name in sorted(points)] for family, points in series.items()}
+
+
 # ---- plotly figures ----
 
 
@@ -281,3 +301,16 @@ def speedup_curve_figure(points: dict[str, tuple[float, float]], k: int, c: floa
     fig.update_xaxes(title="mean accepted length E[T]")
     fig.update_yaxes(title="speedup vs vanilla", rangemode="tozero")
     return _layout(fig, data.title)
+
+
+def frontier_figure(result: dict) -> go.Figure:
+    """Each config of a bench or sweep as a point: decode speedup against retention (the paper's Figure 7)."""
+    fig = go.Figure()
+    for family, points in frontier_series(result).items():
+        fig.add_scatter(x=[p[0] for p in points], y=[100 * p[1] for p in points], text=[p[2] for p in points],
+                        name=family, mode="lines+markers+text" if len(points) > 1 else "markers+text",
+                        textposition="top center", marker=dict(size=9, color=FRONTIER_COLOURS.get(family)),
+                        line=dict(color=FRONTIER_COLOURS.get(family)))
+    fig.update_xaxes(title="decode speedup vs vanilla (×)")
+    fig.update_yaxes(title="retention (% of the target's quality)")
+    return _layout(fig, FRONTIER_TITLE, height=420)

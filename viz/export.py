@@ -18,12 +18,15 @@ from lvspec.trace import RunTrace
 
 from .charts import (
     BAR_COLOUR,
+    FRONTIER_COLOURS,
+    FRONTIER_TITLE,
     MODEL_LABEL,
     PHASE_COLOURS,
     PHASES,
     POINT_COLOUR,
     TIMING_TITLE,
     acceptance_counts,
+    frontier_series,
     round_lengths,
     speedup_curve,
     timing_rows,
@@ -102,3 +105,15 @@ def save_speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float,
         ax.set_ylim(0, max([data.ceiling, *(s for _, s in measured)]) * 1.12)
         ax.set_xlabel("mean accepted length E[T]")
         ax.set_ylabel("speedup vs vanilla")
+
+
+def save_bench_figure(result: dict, path: str | Path) -> None:
+    """A bench or sweep result: the speed/retention frontier."""
+    with _slide(path, FRONTIER_TITLE) as ax:
+        for family, points in frontier_series(result).items():
+            xs, ys = [p[0] for p in points], [100 * p[1] for p in points]
+            ax.plot(xs, ys, "o-" if len(points) > 1 else "o", color=FRONTIER_COLOURS.get(family), label=family)
+            for x, y, name in points:
+                ax.annotate(name, (x, y), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+        ax.set_xlabel("decode speedup vs vanilla (×)")
+        ax.set_ylabel("retention (% of the target's quality)")

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
 from .answers import answer, sample_prompt
-from .world import COLOURS, MOTIONS, SHAPES, Scene, render, sample_scene
+from .world import COLOURS, MOTIONS, SHAPES, Scene, render_labelled, sample_scene
 
 TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
 
@@ -28,6 +29,7 @@ TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips
 class Sample:
     scene: Scene
     frames: np.ndarray
+    masks: np.ndarray  # (T, H, W): which shape covers each pixel, 0 = background
     metadata: VideoMetadata
     turns: list[tuple[str, str]]  # (prompt, answer) pairs, asked in order
 
@@ -48,7 +50,7 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     scene = sample_scene(rng)
     n_frames = int(rng.integers(4, 17))
     width, height = (int(v) for v in rng.integers(64, 193, size=2))
-    frames = render(scene, rng, width, height, n_frames, style=render_style)
+    frames, masks = render_labelled(scene, rng, width, height, n_frames, style=render_style)
     if rng.random() < 0.3:
         frames = _jpeg(frames, int(rng.integers(25, 90)))
     # The frames stand for a uniform sample of a longer source clip at some frame rate.
@@ -64,7 +66,7 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
         if kind not in asked:  # a repeated kind would be answered from the earlier reply, not the clip
             asked.add(kind)
             turns.append((prompt, answer(scene, prompt, rng, style=answer_style)))
-    return Sample(scene, frames, metadata, turns)
+    return Sample(scene, frames, masks, metadata, turns)
 
 
 def conversation(processor, turns: list[tuple[str, str]]) -> str:
@@ -109,18 +111,36 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     reply_start = tokenizer("<|im_start|>assistant\n")["input_ids"]
     mask = answer_mask(batch["input_ids"], reply_start, tokenizer.eos_token_id)
     batch["labels"] = batch["input_ids"].masked_fill(~mask, -100)
-    batch["facts"] = torch.stack([scene_facts(s.scene) for s in samples])
+    batch.update(region_targets(samples, batch["video_grid_thw"], processor.video_processor.merge_size))
     return dict(batch)
 
 
-FACT_NAMES = [*COLOURS, *SHAPES, *MOTIONS, "one", "two", "three"]
+# What a video token shows, one head each: "nothing" (background) first, then the vocabulary.
+REGION_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 
 
-def scene_facts(scene: Scene) -> torch.Tensor:
-    """Multi-hot over FACT_NAMES: the colours, shapes and motions present, and the number of shapes."""
-    present = {s.colour for s in scene.shapes} | {s.shape for s in scene.shapes} | {s.motion for s in scene.shapes}
-    present.add(("one", "two", "three")[len(scene.shapes) - 1])
-    return torch.tensor([name in present for name in FACT_NAMES], dtype=torch.float32)
+def region_targets(samples: list[Sample], grids: torch.Tensor, merge: int) -> dict[str, torch.Tensor]:
+    """For every video token of the batch, in the model's order, the share of its pixels that show
+    background or each colour, shape and motion (``region_<head>``: (tokens, 1 + vocabulary)).
+
+    A merged token covers ``merge``×``merge`` patches of two consecutive frames; the processor's patch order
+    puts merged tokens in (time, row, column) order and pads an odd frame count with the last frame.
+    """
+    out = {head: [] for head in REGION_HEADS}
+    for sample, (t, h, w) in zip(samples, grids.tolist()):
+        labels = torch.from_numpy(sample.masks).long()
+        n = len(sample.scene.shapes)
+        share = F.one_hot(labels, n + 1).permute(0, 3, 1, 2).float()  # (T, 1 + shapes, H, W)
+        share = F.adaptive_avg_pool2d(share, (h // merge, w // merge))
+        share = torch.cat([share, share[-1:].expand(2 * t - len(share), -1, -1, -1)])
+        share = share.view(t, 2, n + 1, h // merge, w // merge).mean(1).permute(0, 2, 3, 1).flatten(0, 2)
+        for head, names in REGION_HEADS.items():
+            to_class = torch.zeros(n + 1, 1 + len(names))
+            to_class[0, 0] = 1.0
+            for i, spec in enumerate(sample.scene.shapes, start=1):
+                to_class[i, 1 + names.index(getattr(spec, head))] = 1.0
+            out[head].append(share @ to_class)
+    return {f"region_{head}": torch.cat(parts) for head, parts in out.items()}
 
 
 class Batches(torch.utils.data.IterableDataset):

@@ -21,7 +21,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
 from .answers import anchor_words, corpus
-from .data import FACT_NAMES, INIT, Batches, collate, make_sample
+from .data import INIT, REGION_HEADS, Batches, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
 
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
@@ -51,7 +51,7 @@ class TrainConfig:
     centre: bool = True  # centre the video features at init (a fresh model only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
     align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
-    readout_weight: float = 1.0  # weight of the training-only fact read-out from the video features (0 = off)
+    readout_weight: float = 1.0  # weight of the training-only read-out of what each video token shows (0 = off)
     top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
     threads: int = 2
 
@@ -88,28 +88,30 @@ def fact_ids(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words])
 
 
-class FactReadout(torch.nn.Module):
-    """Training only (never saved): reads the clip's facts (``data.FACT_NAMES``) off its mean video feature.
+class RegionReadout(torch.nn.Module):
+    """Training only (never saved): reads off every video token what its region shows (`data.region_targets`).
 
     Trained from scratch with the language model, the vision tower collapses within a few hundred steps:
     every clip maps to one large constant vector (red and blue clips at cosine 0.9999), the language model
-    learns the answers' phrasing and guesses the facts, and grounding has to be rediscovered slowly.
-    Asking a linear read-out to recover the facts from the features keeps them informative, the role a
-    pretrained vision encoder plays for a real video LLM.
+    learns the answers' phrasing and guesses the facts. Asking linear heads to recover, token by token, the
+    colour, shape and motion under it keeps the features informative and tied to place (so "the square"
+    can be found and its colour read beside it), the role a pretrained vision encoder plays for a real
+    video LLM.
     """
 
     def __init__(self, dim: int):
         super().__init__()
-        self.head = torch.nn.Linear(dim, len(FACT_NAMES))
+        self.heads = torch.nn.ModuleDict({h: torch.nn.Linear(dim, 1 + len(v)) for h, v in REGION_HEADS.items()})
 
-    def forward(self, video: list[torch.Tensor], facts: torch.Tensor) -> torch.Tensor:
-        pooled = torch.stack([v.float().mean(0) for v in video])
-        return F.binary_cross_entropy_with_logits(self.head(pooled), facts)
+    def forward(self, video: torch.Tensor, batch: dict) -> torch.Tensor:
+        losses = [F.cross_entropy(head(video.float()), batch[f"region_{name}"]) for name, head in self.heads.items()]
+        return torch.stack(losses).mean()
 
 
 def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
-                  readout: FactReadout | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token loss on the answers with fact words weighted, and the relevance-alignment loss.
+                  readout: RegionReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss to minimise and its parts: next-token loss on the answers with fact words weighted
+    (``answer``), the region read-out (``readout``) and the relevance alignment (``align``).
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
     clip; weighting the few fact words (``fact_weight``) makes looking at the video pay from the first steps.
@@ -120,32 +122,38 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
     the target is taught it: within each answer every fact word's relevance should exceed every other
     word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes).
     """
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "facts")}
+    inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("region_")}
     out = model(**inputs, output_hidden_states=True)
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
     weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), c.fact_weight, 1.0)
-    lm = (loss * weights.flatten()).sum() / weights.sum()
+    parts = {"answer": (loss * weights.flatten()).sum() / weights.sum()}
     video_id = model.config.video_token_id
     if readout is not None:
-        video = [embeds[ids == video_id] for ids, embeds in zip(batch["input_ids"], out.hidden_states[0])]
-        lm = lm + c.readout_weight * readout(video, batch["facts"])
-    if c.align_weight == 0:
-        return lm, torch.zeros(())
-    layer = len(out.hidden_states) // 2  # the decode loop's default: the middle decoder layer
+        parts["readout"] = readout(out.hidden_states[0][batch["input_ids"] == video_id], batch)
+    if c.align_weight:
+        parts["align"] = alignment_loss(model, batch, out.hidden_states, facts, c.top_n)
+    total = parts["answer"] + c.readout_weight * parts.get("readout", 0.0) + c.align_weight * parts.get("align", 0.0)
+    return total, {name: part.item() for name, part in parts.items()}
+
+
+def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], facts: torch.Tensor,
+                   top_n: int) -> torch.Tensor:
+    """Pairwise logistic ranking of every fact word's relevance above every other answer word's."""
+    video_id = model.config.video_token_id
+    layer = len(hidden_states) // 2  # the decode loop's default: the middle decoder layer
     terms = []
-    for ids, answer, embeds, states in zip(batch["input_ids"], batch["labels"] != -100, out.hidden_states[0],
-                                           out.hidden_states[layer]):
+    for ids, answer, embeds, states in zip(batch["input_ids"], batch["labels"] != -100, hidden_states[0],
+                                           hidden_states[layer]):
         fact = torch.isin(ids, facts) & answer
         other = answer & ~fact & (ids != model.config.text_config.eos_token_id)
         if not fact.any() or not other.any():
             continue
-        score, _ = relevance(states[fact | other], unit_rows(embeds[ids == video_id]), c.top_n)
+        score, _ = relevance(states[fact | other], unit_rows(embeds[ids == video_id]), top_n)
         is_fact = fact[fact | other]
         terms.append(F.softplus(10.0 * (score[~is_fact][None, :] - score[is_fact][:, None])).mean())
-    align = torch.stack(terms).mean() if terms else torch.zeros(())
-    return lm + c.align_weight * align, align
+    return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> None:
@@ -178,7 +186,7 @@ def train(c: TrainConfig) -> Path:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
     else:
         model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
-    readout = FactReadout(model.config.text_config.hidden_size) if c.readout_weight > 0 else None
+    readout = RegionReadout(model.config.text_config.hidden_size) if c.readout_weight > 0 else None
     params = [*model.parameters(), *(readout.parameters() if readout else [])]
     opt = torch.optim.AdamW(params, lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, history = 0, []
@@ -207,13 +215,13 @@ def train(c: TrainConfig) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, c)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, align = training_loss(model, batch, facts, c, readout)
+            loss, parts = training_loss(model, batch, facts, c, readout)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        history.append((step, loss.item()))
-        bar.set_postfix(loss=f"{history[-1][1]:.3f}", align=f"{align.item():.3f}")
+        history.append((step, parts["answer"]))
+        bar.set_postfix({name: f"{value:.3f}" for name, value in parts.items()})
         if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history,
                      "readout": readout.state_dict() if readout else None}

@@ -282,6 +282,13 @@ _STYLES = {
 def render(scene: Scene, rng: np.random.Generator, width: int = 112, height: int = 112, n_frames: int = 16,
            style: str = "default") -> np.ndarray:
     """Draw a clip of ``scene`` as uint8 frames (T, H, W, 3); ``style`` picks one of `STYLES`' renderers."""
+    return render_labelled(scene, rng, width, height, n_frames, style)[0]
+
+
+def render_labelled(scene: Scene, rng: np.random.Generator, width: int = 112, height: int = 112, n_frames: int = 16,
+                    style: str = "default") -> tuple[np.ndarray, np.ndarray]:
+    """`render`'s frames and, for every pixel, which shape covers it: (T, H, W) uint8, 0 = background and
+    i = ``scene.shapes[i - 1]`` (the same draws from ``rng``, so the frames equal `render`'s)."""
     if style not in _STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if width < 16 or height < 16 or n_frames < 1:
@@ -299,12 +306,16 @@ def render(scene: Scene, rng: np.random.Generator, width: int = 112, height: int
     grain = float(rng.uniform(2, 5)) if rng.random() < st.grain_p else 0.0
 
     frames = np.empty((n_frames, height, width, 3), np.uint8)
+    masks = np.empty((n_frames, height, width), np.uint8)
     for i in range(n_frames):
         img = canvas.copy()
         draw = ImageDraw.Draw(img)
-        for tr in tracks:
+        mask = Image.new("L", (width, height))
+        for label, tr in enumerate(tracks, start=1):
             pts = _rotate(_outline(tr.shape, st.star_inner, st.diamond_width), tr.angle[i]) * (tr.size[i] / 2)
-            pts = (pts + (tr.x[i], tr.y[i])) * k
+            pts = pts + (tr.x[i], tr.y[i])
+            ImageDraw.Draw(mask).polygon(pts.ravel().tolist(), fill=label)
+            pts = pts * k
             if st.outline:
                 border = tuple(int(0.45 * v) for v in tr.rgb)
                 draw.polygon(pts.ravel().tolist(), fill=tr.rgb, outline=border,
@@ -316,7 +327,8 @@ def render(scene: Scene, rng: np.random.Generator, width: int = 112, height: int
         if blur:
             img = img.filter(ImageFilter.GaussianBlur(blur))
         frames[i] = np.asarray(img)
+        masks[i] = np.asarray(mask)
     if grain:
         noise = rng.standard_normal(frames.shape, dtype=np.float32) * grain
         frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
-    return frames
+    return frames, masks

@@ -1,0 +1,85 @@
+"""How well visual relevance finds the words that carry the video's facts, on the toy suite where they are known.
+
+For each held-out clip the target answers alone (vanilla); its answer is then scored exactly as the decode
+loop scores draft positions (the hidden state at the position whose input is the token, against the video
+tokens), at every layer and top-N at once. The answer is cut into rounds of K tokens and the λ split flags
+anchors in each; a flag is right when the token is a colour, shape, motion or count word. AUC is the
+threshold-free view: the chance that a fact word outranks a phrasing word of the same answer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .bench import Item
+from .decode import Settings, generate
+from .models import ModelPair
+from .relevance import anchors, relevance, unit_rows
+from .video import VideoLimits, read_video
+
+
+@torch.inference_mode()
+def answer_states(pair: ModelPair, clip, prompt: str, answer: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every layer's hidden states at the answer's positions, and the video tokens' decoder inputs."""
+    model, inputs = pair.target, pair.inputs(clip, prompt)
+    pair.reset()
+    out = model(**inputs, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+    video = out.hidden_states[0][0][pair.adapter.video_mask(model.config, inputs["input_ids"])[0]]
+    ids = torch.tensor([answer], device=model.device)
+    states = model(input_ids=ids, cache=out.cache, use_cache=True, output_hidden_states=True,
+                   logits_to_keep=1).hidden_states
+    return [s[0] for s in states], unit_rows(video)
+
+
+def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers: list[int] | None = None,
+                 top_ns: tuple[int, ...] = (1, 3, 10, 30), frames: int = 16) -> dict:
+    from .toyworld.answers import anchor_words
+
+    facts = anchor_words()
+    n_layers = len(pair.adapter.decoder_layers(pair.target))
+    layers = list(range(1, n_layers + 1)) if layers is None else layers
+    rows = {(layer, n): {"tp": 0, "fp": 0, "fn": 0, "wins": 0.0, "pairs": 0} for layer in layers for n in top_ns}
+    words = 0
+    for item in items:
+        clip = read_video(item.video, VideoLimits(max_frames=frames))
+        trace = generate(pair, clip, item.prompt, "vanilla", settings)
+        answer = [t.id for t in trace.tokens if t.id not in pair.stop_ids]
+        if not answer:
+            continue
+        truth = torch.tensor([pair.tokenizer.decode([t]).strip().lower() in facts for t in answer])
+        words += len(answer)
+        states, video = answer_states(pair, clip, item.prompt, answer)
+        for layer in layers:
+            for n in top_ns:
+                score = relevance(states[layer], video, n)[0].cpu()
+                flags = [f for i in range(0, len(answer), settings.k)
+                         for f in anchors(score[i : i + settings.k].tolist(), settings.lam, settings.tau)]
+                flags = torch.tensor(flags)
+                r = rows[(layer, n)]
+                r["tp"] += int((flags & truth).sum())
+                r["fp"] += int((flags & ~truth).sum())
+                r["fn"] += int((~flags & truth).sum())
+                if truth.any() and (~truth).any():
+                    diff = score[truth][:, None] - score[~truth][None, :]
+                    r["wins"] += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+                    r["pairs"] += diff.numel()
+    table = []
+    for (layer, n), r in rows.items():
+        flagged, true = r["tp"] + r["fp"], r["tp"] + r["fn"]
+        table.append({"layer": layer, "top_n": n,
+                      "precision": r["tp"] / flagged if flagged else None,
+                      "recall": r["tp"] / true if true else None,
+                      "auc": r["wins"] / r["pairs"] if r["pairs"] else None})
+    return {"target": pair.target_name, "items": len(items), "answer_tokens": words, "k": settings.k,
+            "lam": settings.lam, "tau": settings.tau, "rows": table}
+
+
+def print_anchor_table(table: dict) -> None:
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    print(f"anchor flag vs true visual words: {table['items']} answers, {table['answer_tokens']} tokens, "
+          f"rounds of K={table['k']}, λ={table['lam']}")
+    print(f"{'layer':>5} {'top-N':>5} {'precision':>9} {'recall':>7} {'AUC':>6}")
+    for r in table["rows"]:
+        print(f"{r['layer']:>5} {r['top_n']:>5} {pct(r['precision']):>9} {pct(r['recall']):>7} {pct(r['auc']):>6}")

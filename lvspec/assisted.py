@@ -1,0 +1,92 @@
+"""transformers' own assisted generation (``generate(assistant_model=draft)``) as a RunTrace: the peer that
+a user would otherwise pick for exact-match speculative decoding, timed on the same input.
+
+It runs outside our loop, so its trace has tokens but no rounds. Target passes are counted with a forward
+hook. Its prefill is timed as the first forward pass of each model; transformers verifies the first draft
+chain in the target's prefill pass, so that pass also commits tokens and counts as a target pass.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .decode import Clock, Settings
+from .models import ModelPair
+from .text import Detokenizer
+from .trace import RunTrace, TokenEvent
+from .video import Clip
+
+
+class _Passes:
+    """Counts a model's forward passes and times the first one."""
+
+    def __init__(self, model, clock: Clock):
+        self.count, self.first_s, self._clock = 0, 0.0, clock
+        self._handles = [model.register_forward_pre_hook(self._before), model.register_forward_hook(self._after)]
+
+    def _before(self, module, args):
+        if self.count == 0:
+            self._start = self._clock()
+
+    def _after(self, module, args, output):
+        if self.count == 0:
+            self.first_s = self._clock() - self._start
+        self.count += 1
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+@contextmanager
+def _fixed_chain(draft, k: int):
+    """Exactly ``k`` draft tokens a round, no confidence early stop (transformers' defaults: 20 with a
+    heuristic schedule that it writes back into the draft's generation config, and early stop at 0.4)."""
+    config = draft.generation_config
+    names = ("num_assistant_tokens", "assistant_confidence_threshold", "num_assistant_tokens_schedule")
+    saved = {n: getattr(config, n, None) for n in names}
+    config.num_assistant_tokens, config.assistant_confidence_threshold = k, 0.0
+    config.num_assistant_tokens_schedule = "constant"
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            setattr(config, n, v)
+
+
+@torch.inference_mode()
+def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settings = Settings()) -> RunTrace:
+    if pair.draft is None:
+        raise ValueError("method 'hf' needs a draft model")
+    trace = RunTrace(method="hf", params={"k": settings.k, "max_new_tokens": settings.max_new_tokens},
+                     target=pair.target_name, draft=pair.draft_name, prompt=prompt, video=clip.info())
+    inputs = pair.inputs(clip, prompt)
+    clock = Clock(pair.device)
+    target, draft = _Passes(pair.target, clock), _Passes(pair.draft, clock)
+    try:
+        with _fixed_chain(pair.draft, settings.k):
+            start = clock()
+            pair.reset()
+            out = pair.target.generate(**inputs, assistant_model=pair.draft, do_sample=False,
+                                       max_new_tokens=settings.max_new_tokens)
+            end = clock()
+    finally:
+        target.close()
+        draft.close()
+    text = Detokenizer(pair.tokenizer)
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    for token in new:
+        trace.tokens.append(TokenEvent(token, text.push(token), "target", False, None, 0))
+        if token in pair.stop_ids:
+            break
+    t, s = trace.timing, trace.stats
+    t.total_s, t.prefill_s = end - start, target.first_s + draft.first_s
+    t.other_s = t.total_s - t.prefill_s
+    trace.text = "".join(tok.text for tok in trace.tokens)
+    s.new_tokens, s.target_passes = len(trace.tokens), target.count
+    s.mean_accepted_length = s.new_tokens / max(1, s.target_passes)
+    decode_s = t.total_s - t.prefill_s
+    s.tokens_per_s = (s.new_tokens - 1) / decode_s if decode_s > 0 else 0.0
+    return trace
