@@ -39,6 +39,7 @@ from viz.race import next_moment, race_html
 COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
 SLOWDOWNS = [1, 2, 5, 10, 20]
+SHIPPED_SWEEP = Path(__file__).parent / "docs" / "bench" / "sweep.json"  # `python -m lvspec sweep --json` output
 
 HEADER = """
 # LVSpec Studio
@@ -298,6 +299,21 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
     yield trace.to_json()
 
 
+def frontier(file=None):
+    """The speed/quality frontier of a sweep or bench JSON: an uploaded one, else the one shipped in docs/."""
+    path = file or (SHIPPED_SWEEP if SHIPPED_SWEEP.exists() else None)
+    if path is None:
+        return None, "*No sweep shipped: run `python -m lvspec sweep --json sweep.json` and open it here.*"
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        figure = viz.frontier_figure(result)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise gr.Error(f"{Path(path).name} is not a bench or sweep result: {e}") from None
+    items, machine = len(result.get("items", [])), result.get("machine", {})
+    where = f" on {machine.get('name', '?')} ({machine.get('device', '?')})" if machine else ""
+    return figure, f"{Path(path).name}: {items} items × {len(result['configs'])} configs{where}."
+
+
 # ---- layout ----
 
 
@@ -368,6 +384,13 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     gr.Markdown("**Where a token looks**: its top-N most similar video tokens, as heat on the frames")
                     anchor_token = gr.Dropdown([], label="drafted token (anchors first)")
                     anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
+                with gr.Tab("Frontier", id="frontier"):
+                    gr.Markdown("**Speed against quality kept** over a suite of clips: LVSpec at each λ and shift "
+                                "window, the random-relaxation and FLy peers, exact-match SD and vanilla "
+                                "(`python -m lvspec sweep`).")
+                    frontier_note = gr.Markdown()
+                    frontier_plot = gr.Plot(label="speed/quality frontier")
+                    sweep_file = gr.File(label="Open a sweep or bench JSON", file_types=[".json"])
                 with gr.Tab("Export", id="export"):
                     exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple",
                                       interactive=False, elem_id="exports")
@@ -392,6 +415,9 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     play_event = play_btn.click(play, [state, race_t, slowdown, palette], [race, race_t], api_visibility="private")
     pause_btn.click(None, cancels=[play_event])
     step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event], api_visibility="private")
+
+    demo.load(frontier, None, [frontier_plot, frontier_note], api_visibility="private")
+    sweep_file.upload(frontier, sweep_file, [frontier_plot, frontier_note], api_visibility="private")
 
     # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.
     with gr.Row(visible=False):

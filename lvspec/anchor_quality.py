@@ -24,7 +24,7 @@ def answer_states(pair: ModelPair, clip, prompt: str, answer: list[int]) -> tupl
     model, inputs = pair.target, pair.inputs(clip, prompt)
     pair.reset()
     out = model(**inputs, use_cache=True, output_hidden_states=True, logits_to_keep=1)
-    video = out.hidden_states[0][0][pair.adapter.video_mask(model.config, inputs["input_ids"])[0]]
+    video = out.hidden_states[0][0][pair.adapter.video_mask(model.config, inputs["input_ids"]).to(model.device)]
     ids = torch.tensor([answer], device=model.device)
     states = model(input_ids=ids, cache=out.cache, use_cache=True, output_hidden_states=True,
                    logits_to_keep=1).hidden_states

@@ -188,7 +188,7 @@ def hand_built_trace() -> RunTrace:
                 ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08)
     return RunTrace(method="lvspec", params={"k": 3, "tau": None}, target="t", draft="d", prompt="Describe.",
                     video={"path": "gone.mp4", "n_frames": 4, "grid": [2, 1, 2]}, text="A " + evil + " red star",
-                    tokens=tokens, rounds=[rnd], timing=Timing(0.05, 0.01, 0.02, 0.0, 0.08),
+                    tokens=tokens, rounds=[rnd], timing=Timing(prefill_s=0.05, draft_s=0.01, verify_s=0.02, total_s=0.08),
                     stats=Stats(4, 1, 3.0, 40.0), vocab={"2": " " + evil, "3": " red", "5": " big", "6": " a",
                                                          "4": " star", "7": "."})
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +51,18 @@ def test_every_example_prompt_gets_an_answer_about_its_kind(embedded):
             stated = {"colour": facts["colours"], "shape": facts["shapes"], "motion": facts["motions"],
                       "count": facts["count"] is not None or facts["bindings"]}
             assert all(stated[kind] for kind in asked), (prompt, text)
+
+
+def test_anchors_command_scores_the_flag_against_the_true_visual_words(tmp_path):
+    out = tmp_path / "anchors.json"
+    res = subprocess.run([sys.executable, "-m", "lvspec", "anchors", "--n", "3", "--layers", "0,6", "--top-ns", "1,10",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    table = json.loads(out.read_text())
+    assert [(r["layer"], r["top_n"]) for r in table["rows"]] == [(0, 1), (0, 10), (6, 1), (6, 10)]
+    middle = next(r for r in table["rows"] if (r["layer"], r["top_n"]) == (6, 10))
+    assert middle["auc"] > 0.8 and 0 < middle["precision"] <= 1 and 0 < middle["recall"] <= 1
 
 
 def test_fact_words_are_the_most_relevant_positions(embedded):

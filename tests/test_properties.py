@@ -73,7 +73,7 @@ def traces(draw) -> RunTrace:
         method=draw(st.sampled_from(["vanilla", "exact", "lvspec"])), params={"k": k, "lam": draw(PROB)},
         target=draw(TEXT), draft=draw(st.none() | TEXT), prompt=draw(TEXT), video={"grid": [1, 2, 2]},
         text=draw(TEXT), tokens=tokens, rounds=draw(st.lists(round_, max_size=3)),
-        timing=Timing(*draw(st.lists(FLOAT, min_size=5, max_size=5))),
+        timing=Timing(*draw(st.lists(FLOAT, min_size=6, max_size=6))),
         stats=Stats(draw(st.integers(0, 99)), draw(st.integers(0, 99)), draw(FLOAT), draw(FLOAT)),
         vocab=draw(st.dictionaries(st.integers(0, 999).map(str), TEXT, max_size=4)),
     )

@@ -294,3 +294,30 @@ def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
     assert overlays([5], grid)[0][0].shape == (56, 56, 3)  # no frames: grey canvas, 28 px a cell
     with pytest.raises(ValueError, match="outside"):
         heat([12], grid)
+
+
+def sweep_result() -> dict:
+    def config(method, lam=0.7, window=3):
+        return {"method": method, "lam": lam, "window": window}
+
+    configs = {"vanilla": config("vanilla"), "exact": config("exact"), "fly": config("fly"),
+               "lvspec λ=0.9 w=3": config("lvspec", 0.9), "lvspec λ=0.3 w=3": config("lvspec", 0.3),
+               "lvspec λ=0.3 w=0": config("lvspec", 0.3, 0), "random λ=0.3 w=3": config("random", 0.3)}
+    speed = {"vanilla": 1.0, "exact": 1.5, "fly": 1.7, "lvspec λ=0.9 w=3": 2.6, "lvspec λ=0.3 w=3": 2.0,
+             "lvspec λ=0.3 w=0": 1.8, "random λ=0.3 w=3": 1.9}
+    return {"configs": configs, "items": [{}] * 3,
+            "methods": {label: {"speedup": s, "retention": 1.0 - (s - 1) / 10} for label, s in speed.items()}}
+
+
+def test_frontier_groups_configs_into_families_in_lambda_order():
+    series = viz.charts.frontier_series(sweep_result())
+    assert set(series) == {"vanilla", "exact", "fly", "lvspec w=3", "lvspec w=0", "random"}
+    assert [name for _, _, name in series["lvspec w=3"]] == ["λ=0.3", "λ=0.9"]
+    assert series["lvspec w=3"][1][:2] == (2.6, 1.0 - 0.16)
+    fig = viz.frontier_figure(sweep_result())
+    assert {trace.name for trace in fig.data} == set(series) and fig.layout.height
+
+
+def test_bench_figure_exports_png(tmp_path):
+    viz.save_bench_figure(sweep_result(), tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"

@@ -27,7 +27,7 @@ from .vocab import build_processor, build_tokenizer, tiny_config
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
 # and the draft is clearly weaker at reading the video.
 SIZES = {
-    "target": dict(hidden=256, layers=12, heads=4, kv_heads=2, vision_hidden=64, vision_depth=2),
+    "target": dict(hidden=256, layers=12, heads=4, kv_heads=2, vision_hidden=128, vision_depth=4),
     "draft": dict(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=32, vision_depth=1),
 }
 
@@ -39,6 +39,8 @@ class TrainConfig:
     work: str = "runs/toy-target"  # checkpoints and logs
     tokenizer_from: str | None = None  # a saved processor folder; None = build one
     init: str | None = None  # a saved model folder to continue from (its processor comes with it)
+    new_vision: bool = False  # with init: a fresh vision tower of this role's size, the language model from init
+    stage: str = "full"  # "full": every weight, every loss; "vision": the vision tower alone, on the read-out
     max_turns: int = 4  # questions per clip in a training conversation
     steps: int = 3000
     batch_size: int = 16
@@ -89,22 +91,40 @@ def fact_ids(tokenizer) -> torch.Tensor:
 
 
 class RegionReadout(torch.nn.Module):
-    """Training only (never saved): reads off every video token what its region shows (`data.region_targets`).
+    """Training only (never saved): reads off every video token what its region shows (`data.region_targets`),
+    in the language model's own word space.
 
     Trained from scratch with the language model, the vision tower collapses within a few hundred steps:
     every clip maps to one large constant vector (red and blue clips at cosine 0.9999), the language model
-    learns the answers' phrasing and guesses the facts. Asking linear heads to recover, token by token, the
-    colour, shape and motion under it keeps the features informative and tied to place (so "the square"
-    can be found and its colour read beside it), the role a pretrained vision encoder plays for a real
-    video LLM.
+    learns the answers' phrasing and guesses the facts. Here each video token must be recognisably close
+    to the word embeddings of the colour, shape and motion under it (cosine against those words' rows of
+    the tied embedding matrix, a learned vector for "background"). The vision tower thus speaks the words
+    the answers use, as a real video LLM's projector maps vision features into its word space, and reading
+    a fact becomes copying a word: what small transformers learn first.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, embeddings: torch.nn.Embedding, tokenizer):
         super().__init__()
-        self.heads = torch.nn.ModuleDict({h: torch.nn.Linear(dim, 1 + len(v)) for h, v in REGION_HEADS.items()})
+        self.embeddings = embeddings
+        for head, names in REGION_HEADS.items():
+            ids = tokenizer.convert_tokens_to_ids([f"Ġ{name}" for name in names])
+            assert tokenizer.unk_token_id not in ids and None not in ids, (head, ids)
+            self.register_buffer(f"{head}_ids", torch.tensor(ids), persistent=False)
+        dim = embeddings.embedding_dim
+        self.background = torch.nn.Parameter(torch.randn(len(REGION_HEADS), dim) / dim**0.5)
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
 
     def forward(self, video: torch.Tensor, batch: dict) -> torch.Tensor:
-        losses = [F.cross_entropy(head(video.float()), batch[f"region_{name}"]) for name, head in self.heads.items()]
+        """Mean cross-entropy over heads; tokens weigh by how much shape they show (most tokens are plain
+        background, and left to count equally they drown out the few that matter)."""
+        video = F.normalize(video.float(), dim=-1)
+        shown = 1.0 - batch["region_colour"][:, 0]
+        weights = (0.05 + shown) / (0.05 + shown).sum()
+        losses = []
+        for i, head in enumerate(REGION_HEADS):
+            words = torch.cat([self.background[i : i + 1], self.embeddings(getattr(self, f"{head}_ids")).float()])
+            logits = self.scale * video @ F.normalize(words, dim=-1).T
+            losses.append((weights * F.cross_entropy(logits, batch[f"region_{head}"], reduction="none")).sum())
         return torch.stack(losses).mean()
 
 
@@ -138,6 +158,27 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
     return total, {name: part.item() for name, part in parts.items()}
 
 
+def vision_loss(model, batch: dict, readout: RegionReadout) -> torch.Tensor:
+    """The region read-out from the vision tower's output alone: teaches it to see before the language
+    model learns to read it (a small tower trained only through the answers learns too slowly)."""
+    features = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"]).pooler_output
+    return readout(torch.cat(list(features)), batch)
+
+
+def build_model(c: TrainConfig, processor) -> Qwen2_5_VLForConditionalGeneration:
+    """A fresh model of the role's size, a saved one to continue, or a saved language model with a new
+    vision tower of the role's size (``new_vision``)."""
+    if c.init and not c.new_vision:
+        return Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
+    if c.init:
+        saved = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32).state_dict()
+        language = {k: v for k, v in saved.items() if not k.startswith("model.visual.")}
+        missing, unexpected = model.load_state_dict(language, strict=False)
+        assert not unexpected and all(k.startswith("model.visual.") for k in missing), (missing, unexpected)
+    return model
+
+
 def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], facts: torch.Tensor,
                    top_n: int) -> torch.Tensor:
     """Pairwise logistic ranking of every fact word's relevance above every other answer word's."""
@@ -156,7 +197,8 @@ def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], 
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
-def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> None:
+def plot_loss(history: list[tuple[int, float]], path: Path, title: str,
+              ylabel: str = "answer loss, fact words weighted (nats/token)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,11 +210,17 @@ def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     ax.plot(steps, losses, color="#c7d2e0", lw=0.8, label="batch")
     ax.plot(steps[window - 1 :], smooth, color="#1f4e8c", lw=1.6, label=f"mean of {window}")
-    ax.set(xlabel="step", ylabel="answer loss, fact words weighted (nats/token)", title=title, yscale="log")
+    ax.set(xlabel="step", ylabel=ylabel, title=title, yscale="log")
     ax.legend(frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def loss_label(c: TrainConfig) -> str:
+    if c.stage == "vision":
+        return "region read-out loss (nats/token)"
+    return "answer loss, fact words weighted (nats/token)"
 
 
 def train(c: TrainConfig) -> Path:
@@ -182,12 +230,14 @@ def train(c: TrainConfig) -> Path:
     ckpt_path = work / "checkpoint.pt"
     processor = processor_for(c)
     torch.manual_seed(c.seed)
-    if c.init:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
-    else:
-        model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
-    readout = RegionReadout(model.config.text_config.hidden_size) if c.readout_weight > 0 else None
-    params = [*model.parameters(), *(readout.parameters() if readout else [])]
+    model = build_model(c, processor)
+    embeddings = model.get_input_embeddings()
+    readout = RegionReadout(embeddings, processor.tokenizer) if c.readout_weight > 0 else None
+    trained = model.model.visual if c.stage == "vision" else model
+    model.requires_grad_(False)
+    trained.requires_grad_(True)
+    own = [p for name, p in readout.named_parameters() if not name.startswith("embeddings.")] if readout else []
+    params = [*trained.parameters(), *own]
     opt = torch.optim.AdamW(params, lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, history = 0, []
     if ckpt_path.exists():
@@ -200,7 +250,7 @@ def train(c: TrainConfig) -> Path:
         processor = AutoProcessor.from_pretrained(work / "processor")
     else:
         processor.save_pretrained(work / "processor")
-        if c.centre and not c.init:
+        if c.centre and (not c.init or c.new_vision):
             centre_video_features(model, collate(processor, [make_sample((INIT, c.seed, i), c.role, c.max_turns)
                                                              for i in range(64)]))
 
@@ -215,25 +265,29 @@ def train(c: TrainConfig) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, c)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, parts = training_loss(model, batch, facts, c, readout)
+            if c.stage == "vision":
+                loss = vision_loss(model, batch, readout)
+                parts = {"answer": float("nan"), "readout": loss.item()}
+            else:
+                loss, parts = training_loss(model, batch, facts, c, readout)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        history.append((step, parts["answer"]))
+        history.append((step, parts["readout" if c.stage == "vision" else "answer"]))
         bar.set_postfix({name: f"{value:.3f}" for name, value in parts.items()})
         if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history,
                      "readout": readout.state_dict() if readout else None}
             torch.save(state, work / "checkpoint.tmp")
             (work / "checkpoint.tmp").replace(ckpt_path)
-            plot_loss(history, work / "loss.png", f"toy-{c.role}")
+            plot_loss(history, work / "loss.png", f"toy-{c.role}", loss_label(c))
 
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.to(torch.bfloat16).save_pretrained(out)  # half the bytes to ship; loads back in any dtype
     processor.save_pretrained(out)
-    plot_loss(history, out / "loss.png", f"toy-{c.role}")
+    plot_loss(history, out / "loss.png", f"toy-{c.role}", loss_label(c))
     log = {"config": asdict(c), "seconds_this_run": round(time.time() - t0, 1), "final_loss": history[-1][1],
            "parameters": sum(p.numel() for p in model.parameters())}
     if c.init:  # the stages that produced the starting point, oldest first
