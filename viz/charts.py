@@ -140,7 +140,7 @@ def round_lengths(trace: RunTrace) -> RoundLengths:
     e = mean(committed) if committed else 0.0
     subtitle = " · ".join(f"{n} {v}" for v, n in verdict_counts(trace).items() if n)
     return RoundLengths(
-        title=f"{trace.method}: tokens committed per target pass (E[T] = {e:.2f})",
+        title=f"{trace.method}: E[T] = {e:.2f} per target pass",
         subtitle=subtitle,
         rounds=[r.index for r in trace.rounds],
         committed=committed,
@@ -154,7 +154,7 @@ def acceptance_counts(trace: RunTrace) -> AcceptanceCounts:
     counts = [0] * (k + 1)
     for r in trace.rounds:
         counts[Decision(r.anchor, r.verdicts).accepted] += 1
-    return AcceptanceCounts(f"{trace.method}: accepted draft tokens per round (K = {k})", k, counts)
+    return AcceptanceCounts(f"{trace.method}: accepted drafts (K = {k})", k, counts)
 
 
 def speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float, n: int = 60) -> SpeedupCurve:

@@ -109,11 +109,15 @@ def save_speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float,
 
 def save_bench_figure(result: dict, path: str | Path) -> None:
     """A bench or sweep result: the speed/retention frontier."""
+    labelled: set[tuple[float, float]] = set()  # points that coincide get one label
     with _slide(path, FRONTIER_TITLE) as ax:
         for family, points in frontier_series(result).items():
             xs, ys = [p[0] for p in points], [100 * p[1] for p in points]
             ax.plot(xs, ys, "o-" if len(points) > 1 else "o", color=FRONTIER_COLOURS.get(family), label=family)
             for x, y, name in points:
-                ax.annotate(name, (x, y), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+                if (round(x, 1), round(y, 2)) not in labelled:
+                    labelled.add((round(x, 1), round(y, 2)))
+                    ax.annotate(name, (x, 100 * y), xytext=(0, 6), textcoords="offset points", ha="center",
+                                fontsize=8)
         ax.set_xlabel("decode speedup vs vanilla (×)")
         ax.set_ylabel("retention (% of the target's quality)")
