@@ -220,3 +220,16 @@ def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     bad.write_text("not json")
     with pytest.raises(gr.Error, match="cannot read a trace"):
         app.open_saved(str(bad), "default")
+
+
+def test_frontier_tab_shows_the_shipped_sweep_and_refuses_other_json(tmp_path):
+    import gradio as gr
+
+    import app
+
+    figure, note = app.frontier()
+    assert "30 items" in note and {t.name for t in figure.data} >= {"exact", "lvspec w=3", "random"}
+    bad = tmp_path / "trace.json"
+    bad.write_text('{"method": "lvspec"}')
+    with pytest.raises(gr.Error, match="not a bench or sweep result"):
+        app.frontier(str(bad))
