@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .decode import Clock, Settings
+from .decode import Clock, Settings, tally
 from .models import ModelPair
 from .text import Detokenizer
 from .trace import RunTrace, TokenEvent
@@ -81,12 +81,9 @@ def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settin
         trace.tokens.append(TokenEvent(token, text.push(token), "target", False, None, 0))
         if token in pair.stop_ids:
             break
-    t, s = trace.timing, trace.stats
-    t.total_s, t.prefill_s = end - start, target.first_s + draft.first_s
-    t.other_s = t.total_s - t.prefill_s
-    trace.text = "".join(tok.text for tok in trace.tokens)
-    s.new_tokens, s.target_passes = len(trace.tokens), target.count
+    trace.timing.prefill_s = target.first_s + draft.first_s
+    tally(trace, start, end)
+    s = trace.stats
+    s.target_passes = target.count
     s.mean_accepted_length = s.new_tokens / max(1, s.target_passes)
-    decode_s = t.total_s - t.prefill_s
-    s.tokens_per_s = (s.new_tokens - 1) / decode_s if decode_s > 0 else 0.0
     return trace

@@ -9,14 +9,19 @@ the token F1 of the answer against vanilla's.
 from __future__ import annotations
 
 import json
+import os
+import platform
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from .decode import METHODS, Settings, generate, warm_up
 from .models import ModelPair
 from .trace import PHASES, RunTrace
 from .video import VideoLimits, read_video
+
 
 @dataclass
 class Item:
@@ -60,20 +65,22 @@ def rouge_l(reference: str, other: str) -> float:
         prev = 0
         for j, o in enumerate(oth, 1):
             prev, row[j] = row[j], prev + 1 if r == o else max(row[j], row[j - 1])
-    lcs = row[-1]
-    if not lcs:
-        return 0.0
-    precision, recall = lcs / len(oth), lcs / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return _f1(row[-1], len(ref), len(oth))
 
 
 def token_f1(reference: str, other: str) -> float:
     """Bag-of-words F1 of ``other`` against ``reference`` (SQuAD style, lower-cased)."""
     ref, oth = Counter(reference.lower().split()), Counter(other.lower().split())
-    common = sum((ref & oth).values())
+    if not ref or not oth:
+        return float(ref == oth)
+    return _f1(sum((ref & oth).values()), sum(ref.values()), sum(oth.values()))
+
+
+def _f1(common: int, n_reference: int, n_other: int) -> float:
+    """F1 of ``common`` words shared by a reference of ``n_reference`` words and an answer of ``n_other``."""
     if not common:
-        return float(not ref and not oth)
-    precision, recall = common / sum(oth.values()), common / sum(ref.values())
+        return 0.0
+    precision, recall = common / n_other, common / n_reference
     return 2 * precision * recall / (precision + recall)
 
 
@@ -110,6 +117,8 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
                     for ok in score(item.scene, item.prompt, repeats[0].text).values()]
         return sum(verdicts) / max(1, len(verdicts))
 
+    reference_accuracy = accuracy("vanilla") if vanilla and toy else None
+    reference_s = per_token_s("vanilla") if vanilla else None
     out = {}
     for method, per_item in runs.items():
         traces = [t for repeats in per_item for t in repeats]
@@ -117,10 +126,12 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
         total = sum(t.timing.total_s for t in traces) or 1.0
         shares = {p: sum(getattr(t.timing, f"{p}_s") for t in traces) / total for p in PHASES}
         passes = sum(t.stats.target_passes for t in traces)
+        committed = sum(t.stats.mean_accepted_length * t.stats.target_passes for t in traces)
+        seconds = per_token_s(method)
         fig = MethodFigures(
-            mean_accepted_length=sum(t.stats.mean_accepted_length * t.stats.target_passes for t in traces) / max(1, passes),
-            tokens_per_s=1.0 / per_token_s(method) if per_token_s(method) else 0.0,
-            speedup=per_token_s("vanilla") / per_token_s(method) if vanilla else None,
+            mean_accepted_length=committed / max(1, passes),
+            tokens_per_s=1.0 / seconds if seconds else 0.0,
+            speedup=reference_s / seconds if vanilla and seconds else None,
             retention=None,
             token_f1=None,
             rouge_l=None,
@@ -135,7 +146,7 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
             fig.facts_kept = sum(parse_facts(r) == parse_facts(t.text) for r, t in zip(refs, firsts)) / len(firsts)
             fig.retention = fig.token_f1
             if toy:
-                fig.retention = fig.accuracy / accuracy("vanilla") if accuracy("vanilla") else None
+                fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
         out[method] = fig
     return out
 
@@ -218,14 +229,8 @@ def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
     return [Item(e.path, e.prompt, e.scene) for e in held_out(n, folder, seed)]
 
 
-
 def machine(pair: ModelPair) -> dict:
     """Where the figures were measured: they mean little without it."""
-    import os
-    import platform
-
-    import torch
-
     device = pair.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     if device.type == "cpu" and Path("/proc/cpuinfo").exists():

@@ -78,8 +78,12 @@ def check(args, p: argparse.ArgumentParser) -> None:
         from .toyworld import DRAFT, TARGET
 
         args.target, args.draft = str(TARGET), args.draft or str(DRAFT)
-    methods = {"generate": lambda: [args.method], "bench": lambda: args.methods.split(","),
-               "sweep": lambda: ["lvspec"], "anchors": lambda: ["vanilla"]}[args.command]()
+    if args.command == "generate":
+        methods = [args.method]
+    elif args.command == "bench":
+        methods = args.methods.split(",")
+    else:
+        methods = ["lvspec"] if args.command == "sweep" else ["vanilla"]
     if args.command == "bench":
         from .bench import BENCH_METHODS
 

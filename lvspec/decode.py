@@ -150,7 +150,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
         committed = [first]
         trace.tokens.append(TokenEvent(first, text.push(first), "target", False, None, 0))
         draft_seen = 0  # committed tokens already in the draft's cache
-        _update(trace, start, clock())
+        tally(trace, start, clock())
         start += yield from _hand_over(trace, clock)
 
         while committed[-1] not in stops and len(committed) < settings.max_new_tokens:
@@ -210,7 +210,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             trace.timing.draft_s += t1 - t0
             trace.timing.verify_s += t2 - t1
             trace.timing.identify_s += t3 - t2
-            _update(trace, start, now)
+            tally(trace, start, now)
             start += yield from _hand_over(trace, clock)
     finally:
         hidden_tap.close()
@@ -224,7 +224,8 @@ def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:
     return clock() - paused
 
 
-def _update(trace: RunTrace, start: float, now: float) -> None:
+def tally(trace: RunTrace, start: float, now: float) -> None:
+    """Bring the trace's text, timing and statistics up to ``now`` (``start``: the run's first moment)."""
     t, s = trace.timing, trace.stats
     t.total_s = now - start
     t.other_s = t.total_s - t.prefill_s - t.draft_s - t.verify_s - t.identify_s

@@ -76,8 +76,8 @@ def test_fact_words_are_the_most_relevant_positions(embedded):
         clip = read_video(VIDEOS / example["video"])
         trace = generate(embedded, clip, example["prompts"][0], "exact", Settings(max_new_tokens=64))
         for rnd in trace.rounds:
-            for token, score in zip(rnd.draft_ids, rnd.relevance):
-                (facts if trace.token_text(token).strip().lower() in words else others).append(score)
+            for token, relevance in zip(rnd.draft_ids, rnd.relevance):
+                (facts if trace.token_text(token).strip().lower() in words else others).append(relevance)
     pairs = [(f > o) + 0.5 * (f == o) for f in facts for o in others]
     assert facts and others and sum(pairs) / len(pairs) > 0.8
 

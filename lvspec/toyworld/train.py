@@ -103,18 +103,16 @@ class RegionReadout(torch.nn.Module):
     a fact becomes copying a word: what small transformers learn first.
     """
 
-    def __init__(self, embeddings: torch.nn.Embedding, tokenizer):
+    def __init__(self, tokenizer, dim: int):
         super().__init__()
-        self.embeddings = embeddings
         for head, names in REGION_HEADS.items():
             ids = tokenizer.convert_tokens_to_ids([f"Ġ{name}" for name in names])
             assert tokenizer.unk_token_id not in ids and None not in ids, (head, ids)
             self.register_buffer(f"{head}_ids", torch.tensor(ids), persistent=False)
-        dim = embeddings.embedding_dim
         self.background = torch.nn.Parameter(torch.randn(len(REGION_HEADS), dim) / dim**0.5)
         self.scale = torch.nn.Parameter(torch.tensor(10.0))
 
-    def forward(self, video: torch.Tensor, batch: dict) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, batch: dict, embeddings: torch.nn.Embedding) -> torch.Tensor:
         """Mean cross-entropy over heads; tokens weigh by how much shape they show (most tokens are plain
         background, and left to count equally they drown out the few that matter)."""
         video = F.normalize(video.float(), dim=-1)
@@ -122,7 +120,7 @@ class RegionReadout(torch.nn.Module):
         weights = (0.05 + shown) / (0.05 + shown).sum()
         losses = []
         for i, head in enumerate(REGION_HEADS):
-            words = torch.cat([self.background[i : i + 1], self.embeddings(getattr(self, f"{head}_ids")).float()])
+            words = torch.cat([self.background[i : i + 1], embeddings(getattr(self, f"{head}_ids")).float()])
             logits = self.scale * video @ F.normalize(words, dim=-1).T
             losses.append((weights * F.cross_entropy(logits, batch[f"region_{head}"], reduction="none")).sum())
         return torch.stack(losses).mean()
@@ -151,7 +149,8 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
     parts = {"answer": (loss * weights.flatten()).sum() / weights.sum()}
     video_id = model.config.video_token_id
     if readout is not None:
-        parts["readout"] = readout(out.hidden_states[0][batch["input_ids"] == video_id], batch)
+        video = out.hidden_states[0][batch["input_ids"] == video_id]
+        parts["readout"] = readout(video, batch, model.get_input_embeddings())
     if c.align_weight:
         parts["align"] = alignment_loss(model, batch, out.hidden_states, facts, c.top_n)
     total = parts["answer"] + c.readout_weight * parts.get("readout", 0.0) + c.align_weight * parts.get("align", 0.0)
@@ -162,7 +161,7 @@ def vision_loss(model, batch: dict, readout: RegionReadout) -> torch.Tensor:
     """The region read-out from the vision tower's output alone: teaches it to see before the language
     model learns to read it (a small tower trained only through the answers learns too slowly)."""
     features = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"]).pooler_output
-    return readout(torch.cat(list(features)), batch)
+    return readout(torch.cat(list(features)), batch, model.get_input_embeddings())
 
 
 def build_model(c: TrainConfig, processor) -> Qwen2_5_VLForConditionalGeneration:
@@ -231,13 +230,11 @@ def train(c: TrainConfig) -> Path:
     processor = processor_for(c)
     torch.manual_seed(c.seed)
     model = build_model(c, processor)
-    embeddings = model.get_input_embeddings()
-    readout = RegionReadout(embeddings, processor.tokenizer) if c.readout_weight > 0 else None
+    readout = RegionReadout(processor.tokenizer, model.config.text_config.hidden_size) if c.readout_weight else None
     trained = model.model.visual if c.stage == "vision" else model
     model.requires_grad_(False)
     trained.requires_grad_(True)
-    own = [p for name, p in readout.named_parameters() if not name.startswith("embeddings.")] if readout else []
-    params = [*trained.parameters(), *own]
+    params = [*trained.parameters(), *(readout.parameters() if readout else [])]
     opt = torch.optim.AdamW(params, lr=c.lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, history = 0, []
     if ckpt_path.exists():
