@@ -7,10 +7,14 @@ the app renders from it, and a saved trace re-opens with no model loaded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 VERDICTS = ("target", "exact", "loose", "shift", "correction", "bonus")
+ROUND_VERDICTS = ("exact", "loose", "shift", "reject", "skip")
+MAX_GRID_TOKENS = 2**20  # a saved trace's video grid is drawn as heat: bound what it may ask to allocate
 PHASES = ("prefill", "draft", "verify", "identify", "other")  # where a run's wall time goes: Timing.<phase>_s
 
 
@@ -90,16 +94,20 @@ class RunTrace:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunTrace:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"not a RunTrace: unknown fields {sorted(unknown)}")
+        """Build from JSON data, refusing anything a RunTrace could not hold: a saved trace may come from anyone."""
+        if not isinstance(data, dict):
+            raise ValueError("not a RunTrace: expected an object")
         data = dict(data)
-        data["tokens"] = [TokenEvent(**t) for t in data.get("tokens", [])]
-        data["rounds"] = [Round(**r) for r in data.get("rounds", [])]
-        data["timing"] = Timing(**data.get("timing", {}))
-        data["stats"] = Stats(**data.get("stats", {}))
-        return cls(**data)
+        parts = {"tokens": TokenEvent, "rounds": Round}
+        for name, part in parts.items():
+            if not isinstance(data.get(name, []), list):
+                raise ValueError(f"RunTrace.{name} must be a list")
+            data[name] = [_typed(part, item) for item in data.get(name, [])]
+        data["timing"] = _typed(Timing, data.get("timing", {}))
+        data["stats"] = _typed(Stats, data.get("stats", {}))
+        trace = _typed(cls, data)
+        _check_values(trace)
+        return trace
 
     @classmethod
     def from_json(cls, text: str) -> RunTrace:
@@ -111,6 +119,57 @@ class RunTrace:
     @classmethod
     def load(cls, path: str | Path) -> RunTrace:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _conforms(value, hint) -> bool:
+    """Whether JSON-loaded ``value`` fits the annotation ``hint`` (the few shapes a trace uses)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return value is None if hint is type(None) else isinstance(value, hint)
+
+
+def _typed(cls, data):
+    """``cls(**data)`` once every field has the type its annotation names (nested parts already built)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a {cls.__name__}: expected an object")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ValueError(f"not a {cls.__name__}: unknown fields {unknown}")
+    for name, value in data.items():
+        if not _conforms(value, hints[name]):
+            raise ValueError(f"{cls.__name__}.{name} has the wrong type ({type(value).__name__})")
+    return cls(**data)
+
+
+def _check_values(trace: RunTrace) -> None:
+    """What the views rely on beyond types: known verdicts, per-round lists of one length, a sane grid."""
+    if any(t.verdict not in VERDICTS for t in trace.tokens):
+        raise ValueError(f"a token's verdict is not one of {', '.join(VERDICTS)}")
+    for r in trace.rounds:
+        k = len(r.draft_ids)
+        per_position = (r.p_draft_token, r.p_target_top, r.relevance, r.anchor, r.verdicts)
+        if len(r.target_ids) != k + 1 or any(len(x) != k for x in per_position):
+            raise ValueError(f"round {r.index} has lists of different lengths")
+        if not set(r.verdicts) <= set(ROUND_VERDICTS):
+            raise ValueError(f"round {r.index} has a verdict not in {', '.join(ROUND_VERDICTS)}")
+    video = trace.video
+    if not _conforms(video.get("path"), str | None) or not _conforms(video.get("n_frames", 0), int):
+        raise ValueError("the video record's path or n_frames has the wrong type")
+    grid = video.get("grid")
+    if grid is not None and not (
+        _conforms(grid, list[int]) and len(grid) == 3 and min(grid) > 0 and grid[0] * grid[1] * grid[2] <= MAX_GRID_TOKENS
+    ):
+        raise ValueError("the video grid must be three positive sizes of a bounded product")
 
 
 def load_runs(path: str | Path) -> list[RunTrace]:
