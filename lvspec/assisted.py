@@ -63,7 +63,7 @@ def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settin
     trace = RunTrace(method="hf", params={"k": settings.k, "max_new_tokens": settings.max_new_tokens},
                      target=pair.target_name, draft=pair.draft_name, prompt=prompt, video=clip.info())
     inputs = pair.inputs(clip, prompt)
-    clock = Clock(pair.device)
+    clock = Clock(*pair.devices)
     target, draft = _Passes(pair.target, clock), _Passes(pair.draft, clock)
     try:
         with _fixed_chain(pair.draft, settings.k):

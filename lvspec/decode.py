@@ -1,6 +1,7 @@
 """The one draft → verify → commit loop that every method runs.
 
-Read top to bottom: ``prefill`` both models once (the video is encoded once per model), then rounds of
+Read top to bottom: ``prefill`` both models once (the video is encoded once per model; the draft may read
+only a kept share of its tokens, and in Self-SD the target, so pruned, is its own draft), then rounds of
 ``draft_chain`` (K greedy draft tokens), one ``verify`` pass of the target over them, the policy's
 verdicts, commit, and a roll-back of both KV caches to the committed prefix. ``stream`` yields the
 growing RunTrace after every round so a UI can draw it live; ``generate`` returns the finished one.
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+from transformers import DynamicCache, PreTrainedModel
 
-from .models import ModelPair
+from .models import ModelPair, Prompt
 from .policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView, Vanilla
+from .pruning import kept_tokens, prefill_signal, pruned
 from .relevance import LayerTap, relevance, unit_rows
 from .text import Detokenizer
 from .trace import Round, RunTrace, TokenEvent
@@ -34,6 +37,12 @@ class Settings:
     layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
     video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
     max_new_tokens: int = 128
+    draft_keep: float = 1.0  # share of the video tokens the draft reads (below 1: pruned, as in SpecVLM)
+    self_draft: bool = False  # Self-SD: the target, reading only the kept video tokens, is its own draft
+
+    def __post_init__(self):
+        if not 0.0 < self.draft_keep <= 1.0:
+            raise ValueError(f"draft_keep must be in (0, 1], got {self.draft_keep}")
 
 
 METHODS = ("vanilla", "exact", "lvspec", "fly", "random")
@@ -54,30 +63,54 @@ def make_policy(method: str, s: Settings) -> Policy:
 
 
 class Clock:
-    """Wall time that waits for the accelerator, so each phase is charged its own work."""
+    """Wall time that waits for the accelerators, so each phase is charged its own work (every GPU a model
+    spread by ``device_map`` sits on: a pass ends when its last layer does)."""
 
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
+    def __init__(self, *devices: torch.device):
+        self.cuda = sorted({d for d in devices if d.type == "cuda"}, key=str)
 
     def __call__(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
+        for device in self.cuda:
+            torch.cuda.synchronize(device)
         return time.perf_counter()
 
 
-def forward(model, ids: list[int], cache, logits_to_keep: int = 0) -> torch.Tensor:
-    """Extend ``cache`` by ``ids`` and return the logits (n, vocab) of the last ``logits_to_keep`` (0 = all)."""
-    input_ids = torch.tensor([ids], device=model.device)
-    return model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=logits_to_keep).logits[0]
+@dataclass
+class Sequence:
+    """One model's running copy of the answer: its KV cache and ``offset``, how far rotary positions run
+    ahead of cache indices (Qwen's rope delta, plus the video tokens a pruned draft never read).
+
+    Positions are passed on every call, so nothing rests on state kept on the model object: in Self-SD the
+    full target and its pruned self are one model with two sequences.
+    """
+
+    model: PreTrainedModel
+    cache: DynamicCache
+    offset: int
+
+    def forward(self, ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
+        """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all)."""
+        device = self.model.device
+        start = self.cache.get_seq_length() + self.offset
+        positions = torch.arange(start, start + len(ids), device=device)[None]
+        input_ids = torch.tensor([ids], device=device)
+        return self.model(input_ids=input_ids, position_ids=positions, cache=self.cache, use_cache=True,
+                          logits_to_keep=logits_to_keep).logits[0]
+
+    def crop(self, n: int) -> None:
+        """Forget the last ``n`` tokens."""
+        self.cache.crop(-n)
 
 
-def prefill(model, inputs: dict) -> tuple[object, int]:
-    """Encode the prompt and the video; return the cache and the greedy first token."""
-    out = model(**inputs, use_cache=True, logits_to_keep=1)
-    return out.cache, int(out.logits[0, -1].argmax())
+def prefill(model: PreTrainedModel, prompt: Prompt) -> tuple[Sequence, int]:
+    """Read the prompt (video included); return the model's sequence and its greedy first token."""
+    cache = DynamicCache(config=model.config)
+    out = model(inputs_embeds=prompt.embeds, position_ids=prompt.positions, cache=cache, use_cache=True,
+                logits_to_keep=1)
+    return Sequence(model, cache, prompt.offset), int(out.logits[0, -1].argmax())
 
 
-def draft_chain(model, cache, pending: list[int], k: int, stop_ids: frozenset[int]) -> list[int]:
+def draft_chain(draft: Sequence, pending: list[int], k: int, stop_ids: frozenset[int]) -> list[int]:
     """Feed the committed tokens the draft has not seen, then propose up to ``k`` greedy tokens.
 
     The last proposal is never fed back, so the draft cache grows by len(pending) + len(drafts) − 1.
@@ -85,7 +118,7 @@ def draft_chain(model, cache, pending: list[int], k: int, stop_ids: frozenset[in
     drafts: list[int] = []
     ids = pending
     while len(drafts) < k:
-        token = int(forward(model, ids, cache, logits_to_keep=1)[-1].argmax())
+        token = int(draft.forward(ids, logits_to_keep=1)[-1].argmax())
         drafts.append(token)
         if token in stop_ids:
             break
@@ -93,10 +126,30 @@ def draft_chain(model, cache, pending: list[int], k: int, stop_ids: frozenset[in
     return drafts
 
 
-def verify(model, cache, ids: list[int], tap: LayerTap) -> tuple[torch.Tensor, torch.Tensor]:
+def verify(target: Sequence, ids: list[int], tap: LayerTap) -> tuple[torch.Tensor, torch.Tensor]:
     """One target pass over [last committed, d_1..d_K]: logits at every position and layer-L states."""
-    logits = forward(model, ids, cache)
+    logits = target.forward(ids)
     return logits.float(), tap.take()
+
+
+def draft_prompt(pair: ModelPair, draft: PreTrainedModel, inputs: dict, full: Prompt, states: torch.Tensor,
+                 settings: Settings) -> tuple[Prompt, int]:
+    """What the draft reads, and how many video tokens of it: the whole video, or the kept share chosen by
+    the target's prefill ``states`` (``lvspec.pruning``). A target drafting for itself reuses its own prompt."""
+    prompt = full if draft is pair.target else pair.prompt(draft, inputs)
+    mask = pair.adapter.video_mask(pair.target.config, inputs["input_ids"])
+    if settings.draft_keep == 1.0:
+        return prompt, int(mask.sum())
+    grid = pair.adapter.video_grid(pair.target.config, inputs)
+    kept = kept_tokens(prefill_signal(states, mask), grid, settings.draft_keep)
+    return pruned(prompt, mask, kept), int(kept.sum())
+
+
+def drafter(pair: ModelPair, settings: Settings) -> tuple[PreTrainedModel | None, str | None]:
+    """The draft model and its name: the pair's draft, or in Self-SD the target itself."""
+    if settings.self_draft:
+        return pair.target, f"{pair.target_name} (self, {settings.draft_keep:.0%} of the video)"
+    return pair.draft, pair.draft_name
 
 
 def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], stops: frozenset[int]) -> RoundView:
@@ -120,14 +173,15 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
 @torch.inference_mode()
 def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Settings = Settings()) -> Iterator[RunTrace]:
     policy = make_policy(method, settings)
-    if policy.drafts and pair.draft is None:
+    draft, draft_name = drafter(pair, settings)
+    if policy.drafts and draft is None:
         raise ValueError(f"method '{method}' needs a draft model")
-    target, draft, stops = pair.target, pair.draft, pair.stop_ids
+    target, stops = pair.target, pair.stop_ids
     trace = RunTrace(
         method=method,
         params=asdict(settings),
         target=pair.target_name,
-        draft=pair.draft_name if policy.drafts else None,
+        draft=draft_name if policy.drafts else None,
         prompt=prompt,
         video=clip.info(),
     )
@@ -136,16 +190,18 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
     trace.video["grid"] = pair.adapter.video_grid(target.config, inputs)
     layers = pair.adapter.decoder_layers(target)
     hidden_tap = LayerTap(layers, len(layers) // 2 if settings.layer is None else settings.layer)
-    video_tap = LayerTap(layers, 0) if settings.video_repr == "input" else hidden_tap
-    clock, text = Clock(pair.device), Detokenizer(pair.tokenizer)
+    clock, text = Clock(*pair.devices), Detokenizer(pair.tokenizer)
     try:
         start = clock()
-        pair.reset()
-        target_cache, first = prefill(target, inputs)
-        states = video_tap.take()
-        video = unit_rows(states[video_mask.to(states.device)])
-        hidden_tap.value = None
-        draft_cache = prefill(draft, inputs)[0] if policy.drafts else None
+        full = pair.prompt(target, inputs)
+        target_seq, first = prefill(target, full)
+        states = hidden_tap.take()
+        source = full.embeds[0] if settings.video_repr == "input" else states
+        video = unit_rows(source[video_mask.to(source.device)])
+        draft_seq = None
+        if policy.drafts:
+            reads, trace.video["draft_tokens"] = draft_prompt(pair, draft, inputs, full, states, settings)
+            draft_seq = prefill(draft, reads)[0]
         trace.timing.prefill_s = clock() - start
         committed = [first]
         trace.tokens.append(TokenEvent(first, text.push(first), "target", False, None, 0))
@@ -156,9 +212,9 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
         while committed[-1] not in stops and len(committed) < settings.max_new_tokens:
             k = min(settings.k, settings.max_new_tokens - len(committed) - 1) if policy.drafts else 0
             t0 = clock()
-            drafts = draft_chain(draft, draft_cache, committed[draft_seen:], k, stops) if k else []
+            drafts = draft_chain(draft_seq, committed[draft_seen:], k, stops) if k else []
             t1 = clock()
-            logits, hidden = verify(target, target_cache, committed[-1:] + drafts, hidden_tap)
+            logits, hidden = verify(target_seq, committed[-1:] + drafts, hidden_tap)
             t2 = clock()
 
             scores, looks = relevance(hidden[1:], video, settings.top_n)
@@ -182,10 +238,10 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
                     break
 
             # Roll both caches back to the committed prefix.
-            target_cache.crop(-(len(drafts) - n))
+            target_seq.crop(len(drafts) - n)
             if drafts:
                 kept = min(n, len(drafts) - 1)
-                draft_cache.crop(-(len(drafts) - 1 - kept))
+                draft_seq.crop(len(drafts) - 1 - kept)
                 draft_seen = len(committed) - added + kept
 
             for token in {*drafts, *view.target_ids} - set(map(int, trace.vocab)):
@@ -214,7 +270,6 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             start += yield from _hand_over(trace, clock)
     finally:
         hidden_tap.close()
-        video_tap.close()
 
 
 def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:
@@ -244,10 +299,11 @@ def generate(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Se
     return trace
 
 
-def warm_up(pair: ModelPair) -> None:
-    """One tiny run through every code path, so that the first timed run does not pay for lazy set-up
-    (allocator growth, kernel selection, first-call imports) and look slower than those after it."""
+def warm_up(pair: ModelPair, settings: Settings = Settings()) -> None:
+    """One tiny run through every code path ``settings`` will take, so that the first timed run does not pay
+    for lazy set-up (allocator growth, kernel selection, first-call imports) and look slower than later ones."""
     frames = np.zeros((2, 56, 56, 3), dtype=np.uint8)
     clip = Clip("warm-up", frames, [0, 1], 2, 2.0, (56, 56))
-    for method in ("vanilla", "lvspec") if pair.draft is not None else ("vanilla",):
-        generate(pair, clip, "Warm up.", method, Settings(k=2, max_new_tokens=4))
+    drafting = pair.draft is not None or settings.self_draft
+    for method in ("vanilla", "lvspec") if drafting else ("vanilla",):
+        generate(pair, clip, "Warm up.", method, replace(settings, k=2, max_new_tokens=4))

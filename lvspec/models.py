@@ -1,21 +1,27 @@
-"""Load a target/draft pair and turn (clip, prompt) into model inputs.
+"""Load a target/draft pair and turn (clip, prompt) into what each decoder reads.
 
 What differs between Video-LLM families (model class, processor call, where the decoder layers and the
-video tokens are, per-request state) sits behind a small ``Adapter``; the decode loop sees only
-``ModelPair``.
+video tokens are, how video features and rotary positions are computed, per-request state) sits behind a
+small ``Adapter``; the decode loop sees only ``ModelPair`` and ``Prompt``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoProcessor, AutoTokenizer, PreTrainedModel
 from transformers.video_utils import VideoMetadata
 
 from .errors import UserError
+from .fit import Need, Placement, parameter_count, shortfall, size
 from .video import Clip
 
 log = logging.getLogger(__name__)
@@ -25,10 +31,36 @@ class ModelError(UserError):
     """A model or pair that cannot be loaded or used together."""
 
 
+@dataclass
+class Prompt:
+    """A request as one decoder reads it at prefill: text embeddings with the video features in the video
+    slots, their rotary positions, and ``offset``, how far the position of every later token runs ahead of
+    its cache index (Qwen's rope delta). Prefilling from vectors lets one encoded video serve two readings
+    of it (the full target and its pruned self in Self-SD) and lets a draft drop video tokens."""
+
+    embeds: torch.Tensor  # (1, L, hidden)
+    positions: torch.Tensor  # (1, L), or (3, 1, L) for Qwen's 3-D rotary positions
+    offset: int
+
+    def keep(self, columns: torch.Tensor) -> Prompt:
+        """The prompt without the positions where ``columns`` (L,) is False. The kept tokens keep their
+        original positions and later tokens continue where the full prompt's would, so a draft that reads
+        fewer video tokens still places its answer exactly where the target does."""
+        dropped = int((~columns).sum())
+        return Prompt(
+            self.embeds[:, columns.to(self.embeds.device)],
+            self.positions[..., columns.to(self.positions.device)],
+            self.offset + dropped,
+        )
+
+
 class Adapter:
     """One Video-LLM family: how to build its inputs and where its video tokens and layers are."""
 
     model_types: tuple[str, ...] = ()
+
+    def __init__(self, model_type: str):
+        self.model_type = model_type
 
     @property
     def model_class(self) -> type[PreTrainedModel]:
@@ -37,28 +69,51 @@ class Adapter:
     def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def chat(self, processor, prompt: str) -> str:
+        """The prompt in the checkpoint's own chat template, with the video before the question."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def video_slots(self, config, input_ids: torch.Tensor) -> torch.Tensor:
+        """Boolean mask over the prompt's positions: True where a vector of the video encoder goes in."""
+        return input_ids[0] == config.video_token_id
+
     def video_mask(self, config, input_ids: torch.Tensor) -> torch.Tensor:
-        """Boolean mask over the prompt's positions: True where the LLM sees a video token."""
-        raise NotImplementedError
+        """True where the LLM sees a video token that is a place in the clip (in ``video_grid`` order)."""
+        return self.video_slots(config, input_ids)
 
     def video_grid(self, config, inputs: dict) -> list[int]:
         """(time, rows, columns) of the video tokens as the LLM sees them, in their sequence order."""
         raise NotImplementedError
 
-    def decoder_layers(self, model: PreTrainedModel) -> torch.nn.ModuleList:
+    def video_features(self, model: PreTrainedModel, inputs: dict) -> torch.Tensor:
+        """The vectors that fill the video slots, in order: (slots, hidden)."""
         raise NotImplementedError
+
+    def positions(self, model: PreTrainedModel, inputs: dict) -> tuple[torch.Tensor, int]:
+        """Rotary positions of the prompt and the offset of later tokens (plain 1-D: 0..L−1, offset 0)."""
+        length = inputs["input_ids"].shape[1]
+        return torch.arange(length, device=inputs["input_ids"].device)[None], 0
+
+    def decoder_layers(self, model: PreTrainedModel) -> torch.nn.ModuleList:
+        return model.model.language_model.layers
 
     def reset(self, model: PreTrainedModel) -> None:
         """Forget per-request state kept on the model object."""
 
+    def prompt(self, model: PreTrainedModel, inputs: dict) -> Prompt:
+        ids = inputs["input_ids"]
+        embeds = model.get_input_embeddings()(ids)
+        slots = self.video_slots(model.config, ids).to(embeds.device)
+        embeds[0, slots] = self.video_features(model, inputs).to(embeds.device, embeds.dtype)
+        positions, offset = self.positions(model, inputs)
+        return Prompt(embeds, positions, offset)
+
 
 class QwenVLAdapter(Adapter):
-    """Qwen2-VL and Qwen2.5-VL: chat template with a video part, 3-D rotary positions."""
+    """Qwen2-VL and Qwen2.5-VL: chat template with a video part, 3-D rotary positions (mrope)."""
 
     model_types = ("qwen2_5_vl", "qwen2_vl")
-
-    def __init__(self, model_type: str):
-        self.model_type = model_type
 
     @property
     def model_class(self):
@@ -67,8 +122,6 @@ class QwenVLAdapter(Adapter):
         return Qwen2_5_VLForConditionalGeneration if self.model_type == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
 
     def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # Frames come pre-sampled; the metadata tells the processor their real timing (else it assumes 24 fps).
         metadata = VideoMetadata(
             total_num_frames=clip.source_frames,
@@ -80,26 +133,60 @@ class QwenVLAdapter(Adapter):
         )
         return dict(
             processor(
-                text=[text], videos=[clip.frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt"
+                text=[self.chat(processor, prompt)], videos=[clip.frames], video_metadata=[metadata],
+                do_sample_frames=False, return_tensors="pt",
             )
         )
-
-    def video_mask(self, config, input_ids):
-        return input_ids[0] == config.video_token_id
 
     def video_grid(self, config, inputs):
         t, h, w = inputs["video_grid_thw"][0].tolist()
         merge = config.vision_config.spatial_merge_size
         return [t, h // merge, w // merge]
 
-    def decoder_layers(self, model):
-        return model.model.language_model.layers
+    def video_features(self, model, inputs):
+        out = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"])
+        return torch.cat(out.pooler_output)
+
+    def positions(self, model, inputs):
+        """Computed once on the full sequence, as ``generate`` does at prefill (``get_rope_index``)."""
+        known = ("mm_token_type_ids", "video_grid_thw", "second_per_grid_ts", "attention_mask")
+        positions, delta = model.model.get_rope_index(inputs["input_ids"], **{k: inputs[k] for k in known if k in inputs})
+        return positions, int(delta)
 
     def reset(self, model):
         model.model.rope_deltas = None
 
 
-ADAPTERS: list[type[Adapter]] = [QwenVLAdapter]
+class LlavaOnevisionAdapter(Adapter):
+    """LLaVA-OneVision: SigLIP features of each frame pooled 2×2, one learned newline vector after the last
+    frame, and plain 1-D positions (its language model is Qwen2)."""
+
+    model_types = ("llava_onevision",)
+
+    @property
+    def model_class(self):
+        from transformers import LlavaOnevisionForConditionalGeneration
+
+        return LlavaOnevisionForConditionalGeneration
+
+    def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
+        return dict(processor(text=[self.chat(processor, prompt)], videos=[clip.frames], return_tensors="pt"))
+
+    def video_mask(self, config, input_ids):
+        """Every video slot but the last, which holds the newline vector: no place in the clip."""
+        mask = self.video_slots(config, input_ids).clone()
+        mask[mask.nonzero()[-1]] = False
+        return mask
+
+    def video_grid(self, config, inputs):
+        side = math.ceil(config.vision_config.image_size // config.vision_config.patch_size / 2)
+        return [inputs["pixel_values_videos"].shape[1], side, side]
+
+    def video_features(self, model, inputs):
+        return model.model.get_video_features(inputs["pixel_values_videos"]).pooler_output.flatten(0, 1)
+
+
+ADAPTERS: list[type[Adapter]] = [QwenVLAdapter, LlavaOnevisionAdapter]
 
 
 def adapter_for(model_type: str) -> Adapter:
@@ -108,6 +195,22 @@ def adapter_for(model_type: str) -> Adapter:
             return cls(model_type)
     known = ", ".join(t for cls in ADAPTERS for t in cls.model_types)
     raise ModelError(f"model type '{model_type}' is not supported (supported: {known})")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading one model took: its memory, where it sits, how long."""
+
+    role: str
+    name: str
+    bytes: int
+    dtype: str
+    devices: tuple[str, ...]
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"{self.role} {self.name}: {size(self.bytes)} in {self.dtype} on {', '.join(self.devices)} "
+                f"(loaded in {self.seconds:.1f} s)")
 
 
 @dataclass
@@ -120,6 +223,7 @@ class ModelPair:
     adapter: Adapter
     target_name: str
     draft_name: str | None
+    loads: list[LoadReport] = field(default_factory=list)
 
     @property
     def tokenizer(self):
@@ -127,7 +231,13 @@ class ModelPair:
 
     @property
     def device(self) -> torch.device:
+        """Where the inputs go: the target's input embeddings."""
         return self.target.get_input_embeddings().weight.device
+
+    @property
+    def devices(self) -> set[torch.device]:
+        """Every device either model has weights on (a spread target: several GPUs)."""
+        return {p.device for m in (self.target, self.draft) if m is not None for p in m.parameters()}
 
     @property
     def stop_ids(self) -> frozenset[int]:
@@ -143,15 +253,19 @@ class ModelPair:
         inputs = self.adapter.inputs(self.processor, clip, prompt)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
+    def prompt(self, model: PreTrainedModel, inputs: dict) -> Prompt:
+        """What ``model`` (the target or the draft) reads at prefill for these inputs."""
+        return self.adapter.prompt(model, inputs)
+
     def reset(self) -> None:
         for model in (self.target, self.draft):
             if model is not None:
                 self.adapter.reset(model)
 
 
-def _model_type(name: str, role: str) -> str:
+def _config(name: str, role: str, trust_remote_code: bool):
     try:
-        return AutoConfig.from_pretrained(name).model_type
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         hint = "" if Path(name).exists() or "/" in name else " (not a folder here, nor a hub id)"
         raise ModelError(f"cannot load the {role} '{name}'{hint}: {str(err).splitlines()[0]}") from None
@@ -167,14 +281,21 @@ def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None
         )
 
 
-def load_model(adapter: Adapter, name: str, role: str, *, dtype, device_map, attn: str) -> PreTrainedModel:
+def load_model(adapter: Adapter, name: str, role: str, *, dtype, device_map, attn: str,
+               trust_remote_code: bool = False) -> PreTrainedModel:
     try:
         model = adapter.model_class.from_pretrained(
-            name, dtype=dtype, device_map=device_map, attn_implementation=attn
+            name, dtype=dtype, device_map=device_map, attn_implementation=attn, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # the last: a damaged weights file
         raise ModelError(f"cannot load the {role} '{name}': {str(err).splitlines()[0]}") from None
     return model.eval()
+
+
+def _report(model: PreTrainedModel, role: str, name: str, seconds: float) -> LoadReport:
+    devices = tuple(sorted({str(p.device) for p in model.parameters()}))
+    dtype = str(model.dtype).removeprefix("torch.")
+    return LoadReport(role, name, model.get_memory_footprint(), dtype, devices, seconds)
 
 
 def load_pair(
@@ -183,29 +304,66 @@ def load_pair(
     *,
     device: str | None = None,
     dtype: str | torch.dtype = "auto",
-    device_map: str | dict | None = None,
+    device_map: Placement | None = None,
+    draft_device_map: Placement | None = None,
     attn: str = "sdpa",
+    trust_remote_code: bool = False,
+    progress: Callable[[float, str], None] | None = None,
 ) -> ModelPair:
     """Load from hub ids or local folders in HuggingFace format.
 
     ``dtype="auto"`` means bf16 on CUDA and fp32 on CPU. ``device_map`` (e.g. "auto") lets accelerate
-    spread a large target over several GPUs; otherwise both models go to ``device``.
+    spread a large target over several GPUs; otherwise both models go to ``device``. The draft goes where
+    the target goes unless ``draft_device_map`` (e.g. "cuda:3") says otherwise. Before any weight is read,
+    the pair's size is checked against the free memory there (``lvspec.fit``). ``progress(fraction,
+    message)`` hears each step; ``ModelPair.loads`` keeps what each model took.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    kind = _model_type(target, "target")
-    adapter = adapter_for(kind)
+    if trust_remote_code:
+        warnings.warn(
+            f"trust_remote_code: running the Python code that ships with '{target}'"
+            + (f" and '{draft}'" if draft else "") + " on this machine; use it only for checkpoints you trust",
+            stacklevel=2,
+        )
+    tell = progress or (lambda fraction, message: None)
+    configs = {"target": _config(target, "target", trust_remote_code)}
+    adapter = adapter_for(configs["target"].model_type)
     if draft is not None:
-        draft_kind = _model_type(draft, "draft")
-        if adapter_for(draft_kind).model_class is not adapter.model_class:
-            raise ModelError(f"the draft is a '{draft_kind}' model but the target is '{kind}': use one family")
-    processor = AutoProcessor.from_pretrained(target)
+        configs["draft"] = _config(draft, "draft", trust_remote_code)
+        kind = configs["draft"].model_type
+        if adapter_for(kind).model_class is not adapter.model_class:
+            raise ModelError(f"the draft is a '{kind}' model but the target is '{configs['target'].model_type}': use one family")
+    processor = AutoProcessor.from_pretrained(target, trust_remote_code=trust_remote_code)
     if draft is not None:
-        check_same_tokenizer(processor.tokenizer, AutoTokenizer.from_pretrained(draft), target, draft)
-    load = dict(dtype=dtype, device_map=device_map or device, attn=attn)
-    target_model = load_model(adapter, target, "target", **load)
-    draft_model = load_model(adapter, draft, "draft", **load) if draft is not None else None
-    return ModelPair(target_model, draft_model, processor, adapter, target, draft)
+        draft_tokenizer = AutoTokenizer.from_pretrained(draft, trust_remote_code=trust_remote_code)
+        check_same_tokenizer(processor.tokenizer, draft_tokenizer, target, draft)
+
+    names = {"target": target, "draft": draft}
+    places = {"target": device_map or device, "draft": draft_device_map or device_map or device}
+    per_param = torch.empty((), dtype=dtype).element_size()
+    needs = []
+    for role, config in configs.items():
+        params = parameter_count(adapter.model_class, config)
+        needs.append(Need(role, names[role], params, params * per_param, places[role]))
+    problem = shortfall(needs, dtype)
+    if problem:
+        raise ModelError(problem)
+
+    models, loads, done = {}, [], 0
+    total = sum(n.bytes for n in needs)
+    for need in needs:
+        message = f"loading {need} onto {need.placement}"
+        log.info(message)
+        tell(done / total, message)
+        start = time.perf_counter()
+        models[need.role] = load_model(adapter, need.name, need.role, dtype=dtype, device_map=need.placement, attn=attn,
+                                       trust_remote_code=trust_remote_code)
+        loads.append(_report(models[need.role], need.role, need.name, time.perf_counter() - start))
+        done += need.bytes
+        log.info("loaded %s", loads[-1])
+        tell(done / total, f"loaded {loads[-1]}")
+    return ModelPair(models["target"], models.get("draft"), processor, adapter, target, draft, loads)
