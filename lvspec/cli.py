@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .errors import UserError, checked_prompt
+from .errors import UserError, checked_prompt, memory_errors, out_of_memory
+
+MEMORY_HINT = "try fewer --frames, a smaller --k or --max-new-tokens, or --dtype bfloat16"
+DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
 
 
 def summary(trace) -> str:
@@ -70,7 +74,7 @@ def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
     g.add_argument("--layer", type=int, default=d.layer, help="target layer for relevance (default: middle)")
     g.add_argument("--frames", type=int, default=16, help="frames sampled from the video")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
+    g.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 on CUDA, fp32 on CPU")
 
 
 def check(args, p: argparse.ArgumentParser) -> None:
@@ -99,6 +103,24 @@ def check(args, p: argparse.ArgumentParser) -> None:
         p.error("--k, --max-new-tokens, --frames and --top-n must be ≥ 1, --window ≥ 0")
     if not 0.0 <= args.lam <= 1.0:
         p.error("--lam must be between 0 and 1")
+    check_device(args.device, p)
+    for out in (getattr(args, "json", None), getattr(args, "plot", None)):
+        if out and not Path(out).resolve().parent.is_dir():
+            p.error(f"cannot write {out}: its folder does not exist")
+
+
+def check_device(device: str | None, p: argparse.ArgumentParser) -> None:
+    """Refuse a device torch cannot name or this machine lacks before any model loads."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        p.error(f"--device {device} is not a device (cpu, cuda, cuda:1 …)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {device}: this machine has no CUDA device")
 
 
 def settings_of(args):
@@ -165,7 +187,7 @@ def generate(args) -> None:
     from .models import load_pair
     from .video import VideoLimits, read_video
 
-    clip = read_video(args.video, VideoLimits(max_frames=args.frames))
+    clip = read_video(args.video, VideoLimits.from_env(max_frames=args.frames))
     prompt = checked_prompt(args.prompt)
     pair = load_pair(args.target, args.draft if args.method != "vanilla" else None, device=args.device, dtype=args.dtype)
     warm_up(pair)  # so that the summary times the run, not first-call set-up
@@ -185,4 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except memory_errors():
+        pass  # report outside the except block: its traceback still holds the tensors that filled the memory
+    else:
+        return 0
+    print(f"error: {out_of_memory(MEMORY_HINT)}", file=sys.stderr)
+    return 2

@@ -16,3 +16,26 @@ def checked_prompt(prompt: str | None, max_chars: int = MAX_PROMPT_CHARS) -> str
     if len(prompt) > max_chars:
         raise UserError(f"the prompt is {len(prompt)} characters long; keep it under {max_chars}")
     return prompt
+
+
+def memory_errors() -> tuple[type[BaseException], ...]:
+    """What running out of memory raises: CUDA's allocator error, or Python's on the host."""
+    import torch
+
+    return (torch.OutOfMemoryError, MemoryError)
+
+
+def out_of_memory(hint: str) -> UserError:
+    """Free what a failed run left behind and say what to change.
+
+    Call it after leaving the ``except`` block: until then the traceback holds the run's frames, and
+    with them the tensors that filled the memory.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return UserError(f"out of memory: {hint}")
