@@ -1,5 +1,5 @@
-"""Both families the paper runs (Qwen2.5-VL and LLaVA-OneVision), as tiny random-weight checkpoints of exactly
-those classes saved as local folders and loaded back through ``load_pair``: lossless with the full video, with
+"""The families the paper runs (Qwen2.5-VL and LLaVA-OneVision, and Qwen2-VL beside them), as tiny random-weight
+checkpoints of exactly those classes saved as local folders and loaded back through ``load_pair``: lossless with the full video, with
 a pruned draft and in Self-SD; pruned positions are the original ones; the pair is checked against free memory
 before loading; loading reports what each model takes."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -19,12 +20,16 @@ from transformers import (
     LlavaOnevisionImageProcessor,
     LlavaOnevisionProcessor,
     LlavaOnevisionVideoProcessor,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
 )
 
 from lvspec import fit
 from lvspec.decode import Settings, draft_prompt, generate, prefill
 from lvspec.models import ModelError, load_pair
 from lvspec.pruning import kept_tokens, pruned, spread_order
+from lvspec.toyworld.vocab import build_processor, tiny_config
 
 # LLaVA-OneVision's (Qwen2) chat layout, reduced to text and video parts.
 LLAVA_TEMPLATE = (
@@ -37,7 +42,8 @@ LLAVA_TEMPLATE = (
 SIDE, PATCH = 56, 7  # 8×8 patches a frame, pooled to 4×4 video tokens
 
 
-def save_llava(folder, tokenizer, seed: int, perturb_from=None, noise: float = 0.0):
+def llava_onevision(tokenizer):
+    tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
     ids = tokenizer.convert_tokens_to_ids
     config = LlavaOnevisionConfig(
         vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -49,42 +55,69 @@ def save_llava(folder, tokenizer, seed: int, perturb_from=None, noise: float = 0
         image_token_index=ids("<image>"), video_token_index=ids("<video>"), vision_feature_layer=-1,
         vision_feature_select_strategy="full", image_grid_pinpoints=[[SIDE, SIDE]],
     )
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config)
+    size = {"height": SIDE, "width": SIDE}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[SIDE, SIDE]]),
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        tokenizer=tokenizer, num_image_tokens=(SIDE // PATCH) ** 2, vision_feature_select_strategy="full",
+        chat_template=LLAVA_TEMPLATE,
+    )
+    return LlavaOnevisionForConditionalGeneration, config, processor
+
+
+def qwen2_vl(tokenizer):
+    """Qwen2-VL: Qwen2.5-VL's text side and processor, its own vision tower."""
+    text = tiny_config(tokenizer, layers=2, hidden=64)
+    text.text_config.initializer_range = 0.2
+    config = Qwen2VLConfig(
+        text_config=text.text_config.to_dict() | {"model_type": "qwen2_vl_text"},
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=text.image_token_id, video_token_id=text.video_token_id, tie_word_embeddings=True,
+        vision_start_token_id=text.vision_start_token_id, vision_end_token_id=text.vision_end_token_id,
+    )
+    parts = build_processor(tokenizer)
+    processor = Qwen2VLProcessor(image_processor=parts.image_processor, video_processor=parts.video_processor,
+                                 tokenizer=tokenizer, chat_template=parts.chat_template)
+    return Qwen2VLForConditionalGeneration, config, processor
+
+
+def save(folder, model, processor, perturb_from=None, noise: float = 0.0):
     if perturb_from is not None:
         model.load_state_dict(perturb_from.state_dict())
         with torch.no_grad():
             for p in model.model.language_model.parameters():
                 p.add_(noise * p.std() * torch.randn_like(p))
     model.save_pretrained(folder)
-    size = {"height": SIDE, "width": SIDE}
-    LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[SIDE, SIDE]]),
-        video_processor=LlavaOnevisionVideoProcessor(size=size),
-        tokenizer=tokenizer, num_image_tokens=(SIDE // PATCH) ** 2, vision_feature_select_strategy="full",
-        chat_template=LLAVA_TEMPLATE,
-    ).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return model
 
 
-@pytest.fixture(scope="module", params=["qwen2_5_vl", "llava_onevision"])
-def family(request, tmp_path_factory):
-    """(target folder, draft folder) of one family: the draft a perturbed copy of the target."""
+class Family(NamedTuple):
+    kind: str  # the model_type
+    target: str
+    draft: str
+
+
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "llava_onevision", "qwen2_vl"])
+def family(request, tmp_path_factory) -> Family:
+    """Target and draft folders of one family: the draft a perturbed copy of the target."""
     root = tmp_path_factory.mktemp(request.param)
     tokenizer = tiny_tokenizer()
     if request.param == "qwen2_5_vl":
         target = save_model(root / "target", tokenizer, seed=3, layers=2)
         save_model(root / "draft", tokenizer, seed=4, layers=2, perturb_from=target, noise=0.08)
     else:
-        tokenizer.add_tokens(["<image>", "<video>"], special_tokens=True)
-        target = save_llava(root / "target", tokenizer, seed=3)
-        save_llava(root / "draft", tokenizer, seed=4, perturb_from=target, noise=0.08)
-    return str(root / "target"), str(root / "draft")
+        model_class, config, processor = {"llava_onevision": llava_onevision, "qwen2_vl": qwen2_vl}[request.param](tokenizer)
+        torch.manual_seed(3)
+        target = save(root / "target", model_class(config), processor)
+        save(root / "draft", model_class(config), processor, perturb_from=target, noise=0.08)
+    return Family(request.param, str(root / "target"), str(root / "draft"))
 
 
 @pytest.fixture(scope="module")
 def pair(family):
-    return load_pair(*family, device="cpu", dtype="float64")
+    return load_pair(*family[1:], device="cpu", dtype="float64")
 
 
 CLIP = random_clip(7, 8, 112, 112)  # Qwen: 4 × 4 × 4 video tokens; LLaVA-OneVision: 8 × 4 × 4 and a newline
@@ -93,7 +126,7 @@ PROMPT = "Describe the video."
 
 def test_loads_the_family_class_from_a_local_folder(pair, family):
     assert type(pair.target).__name__ == type(pair.draft).__name__
-    assert type(pair.target).__name__ in ("Qwen2_5_VLForConditionalGeneration", "LlavaOnevisionForConditionalGeneration")
+    assert pair.target.config.model_type == family.kind
     assert [r.role for r in pair.loads] == ["target", "draft"]
     assert [r.bytes for r in pair.loads] == [m.get_memory_footprint() for m in (pair.target, pair.draft)]
     assert all(r.devices == ("cpu",) and r.dtype == "float64" for r in pair.loads)
@@ -102,17 +135,25 @@ def test_loads_the_family_class_from_a_local_folder(pair, family):
     assert int(mask.sum()) == np.prod(pair.adapter.video_grid(pair.target.config, inputs))
 
 
+@pytest.fixture(scope="module")
+def reference(pair) -> tuple[list[int], int]:
+    """The target's own greedy answer (MAX_NEW tokens, equal to transformers' ``generate``) and a stop id it never contains."""
+    vanilla, stop = free_run(pair, CLIP, PROMPT)
+    assert len(vanilla) == MAX_NEW
+    with stop_token(pair, stop):
+        assert hf_tokens(pair, CLIP, PROMPT) == vanilla
+    return vanilla, stop
+
+
 @pytest.mark.parametrize(
     "settings",
     [Settings(k=4), Settings(k=4, draft_keep=0.1), Settings(k=3, draft_keep=0.5),
      Settings(k=4, self_draft=True, draft_keep=0.1), Settings(k=5, self_draft=True, draft_keep=0.3)],
     ids=["full", "keep10", "keep50", "self-sd10", "self-sd30"],
 )
-def test_exact_equals_vanilla_and_generate(pair, settings):
-    vanilla, stop = free_run(pair, CLIP, PROMPT)
-    assert len(vanilla) == MAX_NEW
+def test_exact_equals_vanilla(pair, reference, settings):
+    vanilla, stop = reference
     with stop_token(pair, stop):
-        assert hf_tokens(pair, CLIP, PROMPT) == vanilla
         exact = generate(pair, CLIP, PROMPT, "exact", replace(settings, max_new_tokens=MAX_NEW))
         assert exact.token_ids == vanilla
         strict = replace(settings, lam=0.0, window=0, max_new_tokens=MAX_NEW)
@@ -124,10 +165,9 @@ def test_exact_equals_vanilla_and_generate(pair, settings):
         assert "reject" in {v for r in exact.rounds for v in r.verdicts}
 
 
-def test_self_draft_of_the_whole_video_accepts_everything(pair):
-    _, stop = free_run(pair, CLIP, PROMPT)
+def test_self_draft_of_the_whole_video_accepts_everything(pair, reference):
     k = 4
-    with stop_token(pair, stop):
+    with stop_token(pair, reference[1]):
         trace = generate(pair, CLIP, PROMPT, "exact", Settings(k=k, self_draft=True, max_new_tokens=1 + 4 * (k + 1)))
     assert [r.committed for r in trace.rounds] == [k + 1] * 4
 
@@ -181,11 +221,11 @@ def test_a_pair_too_large_fails_before_loading_and_says_what_fits(family, monkey
     monkeypatch.setattr(fit, "free_bytes", lambda device: 200_000)
     monkeypatch.setattr("lvspec.models.load_model", lambda *a, **k: pytest.fail("loaded weights"))
     with pytest.raises(ModelError, match=r"cpu has 0\.2 MiB free\. What fits there: about 0\.0M parameters"):
-        load_pair(*family, device="cpu")
-    target_only = fit.HEADROOM * 4 * fit.parameter_count(*_class_and_config(family[0]))
+        load_pair(*family[1:], device="cpu")
+    target_only = fit.HEADROOM * 4 * fit.parameter_count(*_class_and_config(family.target))
     monkeypatch.setattr(fit, "free_bytes", lambda device: int(target_only) + 1)
     with pytest.raises(ModelError, match="the target alone fits, and with --self-draft"):
-        load_pair(*family, device="cpu")
+        load_pair(*family[1:], device="cpu")
 
 
 def _class_and_config(folder):
@@ -200,7 +240,7 @@ def _class_and_config(folder):
 def test_loading_reports_progress_and_remote_code_warns(family):
     heard = []
     with pytest.warns(UserWarning, match="trust_remote_code"):
-        load_pair(*family, device="cpu", trust_remote_code=True, progress=lambda f, m: heard.append((f, m)))
+        load_pair(*family[1:], device="cpu", trust_remote_code=True, progress=lambda f, m: heard.append((f, m)))
     fractions = [f for f, _ in heard]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert heard[1][1].startswith("loaded target ") and "MiB in float32 on cpu" in heard[1][1]
