@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
+    from .pruning import KEEP
+
     g.add_argument("--target", help="hub id or local folder (HuggingFace format); default: the embedded pair")
     g.add_argument("--draft", help="hub id or local folder; default: the embedded draft when --target is not given")
     g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
@@ -75,13 +77,24 @@ def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
     g.add_argument("--frames", type=int, default=16, help="frames sampled from the video")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     g.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 on CUDA, fp32 on CPU")
+    g.add_argument("--device-map", help="accelerate device map of the target, e.g. auto: spread over every GPU")
+    g.add_argument("--draft-device-map", help="where the draft goes if not with the target, e.g. cuda:3")
+    g.add_argument("--attn", default="sdpa", help="attention kernel: sdpa, eager, flash_attention_2 …")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="run Python code that ships with the checkpoints (only when asked; warns)")
+    g.add_argument("--draft-keep", type=float, nargs="?", const=KEEP,
+                   help=f"share of the video tokens the draft reads (alone: {KEEP}; default: all, {KEEP} with --self-draft)")
+    g.add_argument("--self-draft", action="store_true",
+                   help="Self-SD: the target, reading only the kept video tokens, is its own draft (no --draft)")
 
 
 def check(args, p: argparse.ArgumentParser) -> None:
+    if args.self_draft and args.draft:
+        p.error("--self-draft drafts with the target itself: leave out --draft")
     if args.target is None:
         from .toyworld import DRAFT, TARGET
 
-        args.target, args.draft = str(TARGET), args.draft or str(DRAFT)
+        args.target, args.draft = str(TARGET), None if args.self_draft else args.draft or str(DRAFT)
     if args.command == "generate":
         methods = [args.method]
     elif args.command == "bench":
@@ -97,8 +110,10 @@ def check(args, p: argparse.ArgumentParser) -> None:
     if args.command != "generate" and (args.n < 1 or getattr(args, "repeats", 1) < 1):
         p.error("--n and --repeats must be ≥ 1")
     drafting = [m for m in methods if m != "vanilla"]
-    if drafting and not args.draft:
-        p.error(f"--method {drafting[0]} needs --draft")
+    if drafting and not args.draft and not args.self_draft:
+        p.error(f"--method {drafting[0]} needs --draft (or --self-draft)")
+    if args.draft_keep is not None and not 0.0 < args.draft_keep <= 1.0:
+        p.error("--draft-keep must be above 0 and at most 1")
     if args.k < 1 or args.max_new_tokens < 1 or args.frames < 1 or args.top_n < 1 or args.window < 0:
         p.error("--k, --max-new-tokens, --frames and --top-n must be ≥ 1, --window ≥ 0")
     if not 0.0 <= args.lam <= 1.0:
@@ -125,9 +140,22 @@ def check_device(device: str | None, p: argparse.ArgumentParser) -> None:
 
 def settings_of(args):
     from .decode import Settings
+    from .pruning import KEEP
 
+    keep = args.draft_keep if args.draft_keep is not None else KEEP if args.self_draft else 1.0
     return Settings(k=args.k, lam=args.lam, top_n=args.top_n, tau=args.tau, window=args.window,
-                    min_ratio=args.min_ratio, layer=args.layer, max_new_tokens=args.max_new_tokens)
+                    min_ratio=args.min_ratio, layer=args.layer, max_new_tokens=args.max_new_tokens,
+                    draft_keep=keep, self_draft=args.self_draft)
+
+
+def load(args, with_draft: bool):
+    """The pair the options name; loading progress and what each model took go to stderr."""
+    from .models import load_pair
+
+    return load_pair(args.target, args.draft if with_draft else None, device=args.device, dtype=args.dtype,
+                     device_map=args.device_map, draft_device_map=args.draft_device_map, attn=args.attn,
+                     trust_remote_code=args.trust_remote_code,
+                     progress=lambda fraction, message: print(message, file=sys.stderr))
 
 
 def suite_run(args) -> None:
@@ -139,7 +167,6 @@ def suite_run(args) -> None:
     from tqdm import tqdm
 
     from . import bench as b
-    from .models import load_pair
 
     settings = settings_of(args)
     if args.command == "bench":
@@ -147,7 +174,7 @@ def suite_run(args) -> None:
     else:
         configs = b.sweep_configs(settings)
     drafting = {m for m, _ in configs.values()} - {"vanilla"}
-    pair = load_pair(args.target, args.draft if drafting else None, device=args.device, dtype=args.dtype)
+    pair = load(args, with_draft=bool(drafting))
     with tempfile.TemporaryDirectory() as tmp:
         items = b.toy_suite(args.n, Path(tmp)) if args.suite == "toy" else b.file_suite(args.suite)
         with tqdm(total=len(items), desc=args.command, leave=False) as bar:
@@ -169,9 +196,8 @@ def anchors(args) -> None:
 
     from . import bench as b
     from .anchor_quality import anchor_table, print_anchor_table
-    from .models import load_pair
 
-    pair = load_pair(args.target, None, device=args.device, dtype=args.dtype)
+    pair = load(args, with_draft=False)
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     top_ns = [int(x) for x in args.top_ns.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,14 +210,14 @@ def anchors(args) -> None:
 
 def generate(args) -> None:
     from .decode import generate, warm_up
-    from .models import load_pair
     from .video import VideoLimits, read_video
 
     clip = read_video(args.video, VideoLimits.from_env(max_frames=args.frames))
     prompt = checked_prompt(args.prompt)
-    pair = load_pair(args.target, args.draft if args.method != "vanilla" else None, device=args.device, dtype=args.dtype)
-    warm_up(pair)  # so that the summary times the run, not first-call set-up
-    trace = generate(pair, clip, prompt, args.method, settings_of(args))
+    pair = load(args, with_draft=args.method != "vanilla")
+    settings = settings_of(args)
+    warm_up(pair, settings)  # so that the summary times the run, not first-call set-up
+    trace = generate(pair, clip, prompt, args.method, settings)
     print(trace.text)
     print(summary(trace))
     if args.json:

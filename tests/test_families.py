@@ -25,11 +25,13 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from lvspec import fit
+from lvspec import cli, fit
 from lvspec.decode import Settings, draft_prompt, generate, prefill
 from lvspec.models import ModelError, load_pair
-from lvspec.pruning import kept_tokens, pruned, spread_order
+from lvspec.pruning import KEEP, kept_tokens, pruned, spread_order
+from lvspec.toyworld.clipio import write_mp4
 from lvspec.toyworld.vocab import build_processor, tiny_config
+from lvspec.trace import RunTrace
 
 # LLaVA-OneVision's (Qwen2) chat layout, reduced to text and video parts.
 LLAVA_TEMPLATE = (
@@ -244,3 +246,21 @@ def test_loading_reports_progress_and_remote_code_warns(family):
     fractions = [f for f, _ in heard]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert heard[1][1].startswith("loaded target ") and "MiB in float32 on cpu" in heard[1][1]
+
+
+def test_cli_self_draft_and_pruned_draft(family, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    write_mp4(np.random.default_rng(1).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8), str(video), fps=6)
+    base = ["generate", "--video", str(video), "--prompt", PROMPT, "--method", "exact", "--target", family.target,
+            "--max-new-tokens", "6", "--frames", "4", "--k", "2"]
+    assert cli.main([*base, "--self-draft", "--json", str(tmp_path / "self.json")]) == 0
+    assert cli.main([*base, "--draft", family.draft, "--draft-keep", "--json", str(tmp_path / "pruned.json")]) == 0
+    err = capsys.readouterr().err
+    assert f"loaded target {family.target}: " in err and f"loaded draft {family.draft}: " in err
+    own, pruned_draft = RunTrace.load(tmp_path / "self.json"), RunTrace.load(tmp_path / "pruned.json")
+    assert own.params["self_draft"] and own.params["draft_keep"] == KEEP and own.draft.startswith(family.target)
+    assert not pruned_draft.params["self_draft"] and pruned_draft.params["draft_keep"] == KEEP
+    assert pruned_draft.draft == family.draft and own.token_ids == pruned_draft.token_ids
+    with pytest.raises(SystemExit):
+        cli.main([*base, "--self-draft", "--draft", family.draft])
+    assert "leave out --draft" in capsys.readouterr().err
