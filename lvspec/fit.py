@@ -90,12 +90,12 @@ def shortfall(needs: list[Need], dtype: torch.dtype) -> str | None:
 
 
 def _message(group: list[Need], devices: frozenset[str], available: int, wanted: float, dtype) -> str:
-    where = next(iter(devices)) if len(devices) == 1 else f"{len(devices)} GPUs ({', '.join(sorted(devices))})"
+    where = f"{next(iter(devices))} has" if len(devices) == 1 else f"{len(devices)} GPUs ({', '.join(sorted(devices))}) have"
     per_param = torch.empty((), dtype=dtype).element_size()
     what = " and ".join(str(n) for n in group)
     name = str(dtype).removeprefix("torch.")
     text = (
-        f"{what} need about {size(wanted)} with room for activations and the KV caches, but {where} has "
+        f"{what} need about {size(wanted)} with room for activations and the KV caches, but {where} "
         f"{size(available)} free. What fits there: about {count(available / HEADROOM / per_param)} parameters in "
         f"{name} in all"
     )

@@ -264,3 +264,26 @@ def test_cli_self_draft_and_pruned_draft(family, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([*base, "--self-draft", "--draft", family.draft])
     assert "leave out --draft" in capsys.readouterr().err
+
+
+def test_the_papers_pairs_against_gpu_memory(monkeypatch):
+    """The fit check on the paper's pairs (their real parameter counts) and simulated 80 GiB GPUs."""
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(fit, "free_bytes", lambda device: 80 * gib)
+
+    def pair(target_place, draft_place="cuda:0"):
+        return [fit.Need("target", "Qwen/Qwen2.5-VL-32B-Instruct", 33_452_718_336, 2 * 33_452_718_336, target_place),
+                fit.Need("draft", "Qwen/Qwen2.5-VL-7B-Instruct", 8_292_166_656, 2 * 8_292_166_656, draft_place)]
+
+    one = fit.shortfall(pair("cuda:0"), torch.bfloat16)
+    assert "the target 'Qwen/Qwen2.5-VL-32B-Instruct' (33.5B parameters, 62.3 GiB)" in one
+    assert "need about 93.3 GiB" in one and "cuda:0 has 80.0 GiB free" in one
+    assert "about 35.8B parameters in bfloat16" in one and "the target alone fits" in one
+    assert "all 3 GPUs have 240.0 GiB free: spread the models with --device-map auto" in one
+    assert fit.shortfall(pair("auto", "auto"), torch.bfloat16) is None
+    assert fit.shortfall(pair("cuda:0", "cuda:1"), torch.bfloat16) is None  # each on its own GPU
+    llava = [fit.Need("target", "llava-hf/llava-onevision-qwen2-72b-ov-hf", 73_181_570_592, 2 * 73_181_570_592, "auto")]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert "2 GPUs (cuda:0, cuda:1) have 160.0 GiB free" in fit.shortfall(llava, torch.bfloat16)
+    assert fit.shortfall(pair({"": 0}, {"": 0}), torch.bfloat16) is None  # an explicit device map is the user's call
