@@ -44,7 +44,6 @@ def test_scenes_have_distinct_shapes_and_colours():
     for scene in scenes(500):
         assert 1 <= len(scene.shapes) <= 3 and scene.background in BACKGROUNDS
         assert len({s.shape for s in scene.shapes}) == len({s.colour for s in scene.shapes}) == len(scene.shapes)
-        assert not any(s.shape == "circle" and s.motion == "rotating" for s in scene.shapes)
         seen |= {(s.shape, s.colour, s.motion) for s in scene.shapes}
     assert {m for *_, m in seen} == set(MOTIONS) and {c for _, c, _ in seen} == set(COLOURS)
     assert len(sample_scene(rng, n_shapes=3).shapes) == 3
@@ -83,7 +82,7 @@ def test_motion_is_visible(style, motion):
     """Each motion is measurable from the colour mask alone, over every background and at two frame sizes."""
     rng = np.random.default_rng(MOTIONS.index(motion))
     for i in range(6):
-        shape = SHAPES[1 + i % (len(SHAPES) - 1)] if motion == "rotating" else SHAPES[i % len(SHAPES)]
+        shape = SHAPES[i % len(SHAPES)]
         colour = list(COLOURS)[(i + MOTIONS.index(motion)) % len(COLOURS)]
         width, height = (112, 112) if i % 2 else (160, 96)
         scene = Scene((ShapeSpec(shape, colour, motion),), BACKGROUNDS[i % 3])
@@ -96,13 +95,13 @@ def test_motion_is_visible(style, motion):
             along = shift @ np.array(moves[motion]) / (width if moves[motion][0] else height)
             assert along > 0.3 and abs(shift @ np.array(moves[motion][::-1])) < 3, (scene, shift)
             assert 0.8 < growth < 1.25
-        elif motion in ("growing", "shrinking"):
+        elif motion == "growing":
             assert np.abs(shift).max() < 3
-            assert (growth if motion == "growing" else 1 / growth) > 1.6**2 * 0.9, (scene, growth)
+            assert growth > 1.6**2 * 0.9, (scene, growth)
         else:
             assert np.abs(shift).max() < 3 and 0.8 < growth < 1.25, (scene, shift, growth)
             changed = max((m ^ first).sum() / first.sum() for m in mask)
-            assert (changed > 0.25) == (motion == "rotating"), (scene, changed)
+            assert changed < 0.25, (scene, changed)
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -184,7 +183,7 @@ def test_score_catches_wrong_answers():
         other_colour = next(c for c in COLOURS if c not in {x.colour for x in scene.shapes})
         other_shape = next(x for x in SHAPES if x not in {y.shape for y in scene.shapes})
         other_motion = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "growing",
-                        "growing": "shrinking", "shrinking": "growing", "rotating": "still"}[s.motion]
+                        "growing": "still"}[s.motion]
         describe = "Describe the video."
 
         def wrong(fake: Scene, prompt: str = describe, style: str = "target") -> dict[str, bool]:
@@ -219,7 +218,7 @@ def test_score_reads_free_wording():
 
 
 def test_styles_word_the_same_facts_differently():
-    scene = Scene((ShapeSpec("star", "green", "up"), ShapeSpec("heart", "pink", "still")), "noise")
+    scene = Scene((ShapeSpec("star", "green", "up"), ShapeSpec("circle", "white", "still")), "noise")
     rng = np.random.default_rng(6)
     texts = {style: [A.answer(scene, "Describe the video.", rng, style) for _ in range(300)] for style in A.STYLES}
     share = {style: {t: ts.count(t) / len(ts) for t in set(ts)} for style, ts in texts.items()}
@@ -236,7 +235,7 @@ def test_answers_are_deterministic_and_use_visual_words():
     one = A.answer(scene, "Describe the video.", np.random.default_rng(1), "draft")
     assert one == A.answer(scene, "Describe the video.", np.random.default_rng(1), "draft")
     anchors = A.anchor_words()
-    assert {"red", "square", "squares", "left", "leftward", "still", "grows", "shrinking", "two", "three"} <= anchors
+    assert {"red", "square", "squares", "left", "leftward", "still", "grows", "growing", "two", "three"} <= anchors
     assert not {"the", "a", "video", "moves", "shape", "shapes", "colour", "is", "and"} & anchors
     for text in A.corpus(200, np.random.default_rng(9)):
         words = set(re.findall(r"[a-z0-9']+", text.split("\n")[1].lower()))

@@ -60,9 +60,6 @@ _MOTION_WORDS = {
     **{w: "still" for w in ("still", "stationary", "motionless", "not")},
     **{w: "growing" for w in ("grow", "grows", "growing", "grew", "bigger", "larger", "expand", "expands",
                               "expanding")},
-    **{w: "shrinking" for w in ("shrink", "shrinks", "shrinking", "shrank", "smaller")},
-    **{w: "rotating" for w in ("rotate", "rotates", "rotating", "spin", "spins", "spinning", "turn", "turns",
-                               "turning")},
 }
 
 # Motion phrases as (finite, gerund): "the square {moves left}" / "a square {moving left}".
@@ -82,12 +79,6 @@ _IN_PLACE = {
     "growing": (("grows", "growing"), ("gets bigger", "getting bigger"), ("grows larger", "growing larger"),
                 ("expands", "expanding"), ("becomes larger", "becoming larger"), ("grows bigger", "growing bigger"),
                 ("gets larger", "getting larger"), ("grows in size", "growing in size")),
-    "shrinking": (("shrinks", "shrinking"), ("gets smaller", "getting smaller"),
-                  ("becomes smaller", "becoming smaller"), ("shrinks in size", "shrinking in size"),
-                  ("keeps shrinking", "shrinking steadily"), ("shrinks slowly", "slowly shrinking")),
-    "rotating": (("rotates", "rotating"), ("spins", "spinning"), ("spins around", "spinning around"),
-                 ("turns around", "turning around"), ("keeps rotating", "rotating steadily"),
-                 ("turns slowly", "turning slowly"), ("rotates slowly", "slowly rotating")),
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ EXAMPLES: list[tuple[str, Scene, str]] = [
     ("red-circle-right", Scene((S("circle", "red", "right"),), "plain"), "default"),
     ("blue-square-yellow-star", Scene((S("square", "blue", "up"), S("star", "yellow", "left")), "gradient"), "default"),
     ("green-triangle-growing", Scene((S("triangle", "green", "growing"),), "noise"), "default"),
-    ("three-shapes", Scene((S("circle", "orange", "still"), S("square", "white", "down"), S("star", "purple", "rotating")), "plain"), "default"),
-    ("pink-heart-shrinking", Scene((S("heart", "pink", "shrinking"),), "gradient"), "default"),
-    ("diamond-and-square", Scene((S("square", "red", "growing"), S("diamond", "yellow", "down")), "noise"), "default"),
+    ("three-shapes", Scene((S("circle", "orange", "still"), S("square", "white", "down"), S("star", "purple", "right")), "plain"), "default"),
+    ("white-star-growing", Scene((S("star", "white", "growing"),), "gradient"), "default"),
+    ("purple-square-and-circle", Scene((S("square", "purple", "left"), S("circle", "green", "down")), "noise"), "default"),
     ("orange-triangle-left-alt", Scene((S("triangle", "orange", "left"),), "gradient"), "alt"),
-    ("circle-heart-diamond", Scene((S("circle", "white", "up"), S("heart", "blue", "right"), S("diamond", "green", "still")), "gradient"), "default"),
+    ("star-triangle-circle", Scene((S("circle", "yellow", "up"), S("triangle", "blue", "right"), S("star", "red", "still")), "gradient"), "default"),
 ]
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-SHAPES = ("circle", "square", "triangle", "star", "heart", "diamond")
+SHAPES = ("circle", "square", "triangle", "star")
 # Base colours far enough apart that a jittered shade is still nearest its own base.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 45),
@@ -24,9 +24,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (45, 95, 235),
     "purple": (145, 65, 205),
     "white": (240, 240, 240),
-    "pink": (245, 125, 185),
 }
-MOTIONS = ("left", "right", "up", "down", "still", "growing", "shrinking", "rotating")
+MOTIONS = ("left", "right", "up", "down", "still", "growing")
 TRANSLATIONS = ("left", "right", "up", "down")
 BACKGROUNDS = ("plain", "gradient", "noise")
 STYLES = ("default", "alt")
@@ -48,16 +47,13 @@ class Scene:
 
 
 def sample_scene(rng: np.random.Generator, n_shapes: int | None = None) -> Scene:
-    """1–3 shapes with distinct shapes and colours; a circle never rotates (it would look still)."""
+    """1–3 shapes with distinct shapes and colours."""
     n = int(rng.integers(1, 4)) if n_shapes is None else n_shapes
     if not 1 <= n <= min(len(SHAPES), len(COLOURS)):
         raise ValueError(f"n_shapes must be between 1 and {min(len(SHAPES), len(COLOURS))}, got {n}")
     shapes = rng.choice(SHAPES, n, replace=False)
     colours = rng.choice(list(COLOURS), n, replace=False)
-    specs = []
-    for shape, colour in zip(shapes, colours):
-        motions = [m for m in MOTIONS if not (shape == "circle" and m == "rotating")]
-        specs.append(ShapeSpec(str(shape), str(colour), str(rng.choice(motions))))
+    specs = [ShapeSpec(str(shape), str(colour), str(rng.choice(MOTIONS))) for shape, colour in zip(shapes, colours)]
     return Scene(tuple(specs), str(rng.choice(BACKGROUNDS)))
 
 
@@ -78,7 +74,7 @@ class _Track:
 
 
 @lru_cache(maxsize=None)
-def _outline(shape: str, star_inner: float, diamond_width: float) -> np.ndarray:
+def _outline(shape: str, star_inner: float) -> np.ndarray:
     """Polygon of a shape about its centroid (so it turns in place), 2 wide on its longer axis; y points down."""
     if shape == "circle":
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
@@ -92,12 +88,6 @@ def _outline(shape: str, star_inner: float, diamond_width: float) -> np.ndarray:
         a = np.radians(-90 + 36 * np.arange(10))
         r = np.where(np.arange(10) % 2 == 0, 1.0, star_inner)
         pts = np.stack([r * np.cos(a), r * np.sin(a)], 1)
-    elif shape == "heart":
-        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-        top = 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
-        pts = np.stack([16 * np.sin(t) ** 3, -top], 1)
-    elif shape == "diamond":
-        pts = np.array([(0, -1), (diamond_width, 0), (0, 1), (-diamond_width, 0)], float)
     else:
         raise ValueError(f"unknown shape {shape!r}")
     x, y = pts.T
@@ -126,17 +116,14 @@ def _track(spec: ShapeSpec, rgb: tuple[int, int, int], rng: np.random.Generator,
     lo, hi = style.size_range
     size_range = (lo, max(lo, hi - 0.03 * (n_shapes - 1)))
     p = _smooth_progress(t, rng)
-    if spec.motion in ("growing", "shrinking"):
+    if spec.motion == "growing":
         small = short * rng.uniform(0.18, 0.22)
-        big = small * rng.uniform(1.7, 2.0)
-        size = small + (big - small) * (p if spec.motion == "growing" else 1 - p)
+        size = small * (1 + rng.uniform(0.7, 1.0) * p)
     else:
         size = np.full_like(t, short * rng.uniform(*size_range))
     angle = np.full_like(t, rng.uniform(-style.tilt, style.tilt))
-    if spec.motion == "rotating":
-        angle = angle + rng.choice([-1.0, 1.0]) * rng.uniform(100, 200) * p
     # Half extents (x, y) of the largest pose over the clip: centres stay far enough in to keep it whole.
-    poses = _rotate(_outline(spec.shape, style.star_inner, style.diamond_width), angle)
+    poses = _rotate(_outline(spec.shape, style.star_inner), angle)
     hx, hy = (np.abs(poses).max((0, 1)) * size.max() / 2).tolist()
     x = np.full_like(t, rng.uniform(hx, width - hx))
     y = np.full_like(t, rng.uniform(hy, height - hy))
@@ -260,7 +247,6 @@ class _Style:
     supersample: int  # draw at this scale and reduce: anti-aliased edges
     outline: float  # border width as a share of the shape's extent (0: none)
     star_inner: float
-    diamond_width: float
     blur_p: float
     grain_p: float
 
@@ -268,12 +254,12 @@ class _Style:
 _STYLES = {
     "default": _Style(
         backgrounds={"plain": _plain, "gradient": _linear_gradient, "noise": _value_noise},
-        size_range=(0.24, 0.38), tilt=10.0, supersample=1, outline=0.0, star_inner=0.45, diamond_width=0.7,
+        size_range=(0.24, 0.38), tilt=10.0, supersample=1, outline=0.0, star_inner=0.45,
         blur_p=0.25, grain_p=0.35,
     ),
     "alt": _Style(
         backgrounds={"plain": _vignette, "gradient": _radial_gradient, "noise": _block_noise},
-        size_range=(0.26, 0.4), tilt=25.0, supersample=2, outline=0.05, star_inner=0.55, diamond_width=0.8,
+        size_range=(0.26, 0.4), tilt=25.0, supersample=2, outline=0.05, star_inner=0.55,
         blur_p=0.0, grain_p=0.35,
     ),
 }
@@ -312,7 +298,7 @@ def render_labelled(scene: Scene, rng: np.random.Generator, width: int = 112, he
         draw = ImageDraw.Draw(img)
         mask = Image.new("L", (width, height))
         for label, tr in enumerate(tracks, start=1):
-            pts = _rotate(_outline(tr.shape, st.star_inner, st.diamond_width), tr.angle[i]) * (tr.size[i] / 2)
+            pts = _rotate(_outline(tr.shape, st.star_inner), tr.angle[i]) * (tr.size[i] / 2)
             pts = pts + (tr.x[i], tr.y[i])
             ImageDraw.Draw(mask).polygon(pts.ravel().tolist(), fill=label)
             pts = pts * k
