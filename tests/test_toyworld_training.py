@@ -8,7 +8,7 @@ import torch
 from transformers import AutoProcessor
 
 from lvspec.toyworld import TARGET
-from lvspec.toyworld.data import REGION_HEADS, TRAIN, collate, make_sample
+from lvspec.toyworld.data import OBJECT_HEADS, TRAIN, collate, make_sample
 from lvspec.toyworld.world import COLOURS, STYLES, render, render_labelled, sample_scene
 
 
@@ -25,22 +25,27 @@ def test_labels_mark_each_shapes_pixels_and_frames_equal_render(style):
             assert nearest == spec.colour, (scene, label, inside)
 
 
-def test_region_targets_follow_the_models_token_order():
+def test_object_targets_follow_the_models_token_order():
     processor = AutoProcessor.from_pretrained(TARGET)
     samples = [make_sample((TRAIN, 9, 0, i), "target", 1) for i in range(3)]
     batch = collate(processor, samples)
     n_video = int((batch["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum())
-    start = 0
+    weights = batch["object_weights"]
+    assert weights.shape == (sum(len(s.scene.shapes) for s in samples), n_video)
+    assert torch.allclose(weights.sum(1), torch.ones(len(weights)))
+    row, start = 0, 0
     for sample, (t, h, w) in zip(samples, batch["video_grid_thw"].tolist()):
         gh, gw = h // 2, w // 2
-        for head, names in REGION_HEADS.items():
-            share = batch[f"region_{head}"][start : start + t * gh * gw]
-            assert share.shape == (t * gh * gw, 1 + len(names))
-            assert torch.allclose(share.sum(1), torch.ones(len(share)))
-        # the first time slice, token (row, column): its shape share equals the mask's share in that cell
-        covered = 1 - batch["region_shape"][start : start + gh * gw, 0].view(gh, gw)
-        mask = torch.from_numpy((sample.masks[:2] > 0).astype(np.float32)).mean(0)
-        pooled = torch.nn.functional.adaptive_avg_pool2d(mask[None], (gh, gw))[0]
-        assert torch.allclose(covered, pooled, atol=1e-5)
+        for label, spec in enumerate(sample.scene.shapes, start=1):
+            for head, names in OBJECT_HEADS.items():
+                assert names[batch[f"object_{head}"][row]] == getattr(spec, head)
+            # only this sample's tokens; in its first time slice, token (row, column) weighs as much as the
+            # object's share of that cell's pixels in the first two frames
+            assert weights[row, :start].sum() == 0 and weights[row, start + t * gh * gw :].sum() == 0
+            mask = torch.from_numpy((sample.masks[:2] == label).astype(np.float32)).mean(0)
+            pooled = torch.nn.functional.adaptive_avg_pool2d(mask[None], (gh, gw))[0]
+            first = weights[row, start : start + gh * gw].view(gh, gw)
+            assert torch.allclose(first / first.sum(), pooled / pooled.sum(), atol=1e-5)
+            row += 1
         start += t * gh * gw
     assert start == n_video

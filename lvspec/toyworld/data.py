@@ -49,7 +49,11 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     rng = np.random.default_rng(seed)
     scene = sample_scene(rng)
     n_frames = int(rng.integers(4, 17))
-    width, height = (int(v) for v in rng.integers(64, 193, size=2))
+    # Real videos' shapes: landscape up to 16:9, sometimes portrait (a wider frame leaves the models too few rows).
+    width = int(rng.integers(64, 193))
+    height = int(width * rng.uniform(0.56, 1.0))
+    if rng.random() < 0.2:
+        width, height = height, width
     frames, masks = render_labelled(scene, rng, width, height, n_frames, style=render_style)
     if rng.random() < 0.3:
         frames = _jpeg(frames, int(rng.integers(25, 90)))
@@ -111,36 +115,39 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     reply_start = tokenizer("<|im_start|>assistant\n")["input_ids"]
     mask = answer_mask(batch["input_ids"], reply_start, tokenizer.eos_token_id)
     batch["labels"] = batch["input_ids"].masked_fill(~mask, -100)
-    batch.update(region_targets(samples, batch["video_grid_thw"], processor.video_processor.merge_size))
+    batch.update(object_targets(samples, batch["video_grid_thw"], processor.video_processor.merge_size))
     return dict(batch)
 
 
-# What a video token shows, one head each: "nothing" (background) first, then the vocabulary.
-REGION_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
+# What each object is, one head per fact the video alone tells.
+OBJECT_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 
 
-def region_targets(samples: list[Sample], grids: torch.Tensor, merge: int) -> dict[str, torch.Tensor]:
-    """For every video token of the batch, in the model's order, the share of its pixels that show
-    background or each colour, shape and motion (``region_<head>``: (tokens, 1 + vocabulary)).
+def object_targets(samples: list[Sample], grids: torch.Tensor, merge: int) -> dict[str, torch.Tensor]:
+    """Where every object of the batch is among the batch's video tokens, and what it is.
 
-    A merged token covers ``merge``×``merge`` patches of two consecutive frames; the processor's patch order
-    puts merged tokens in (time, row, column) order and pads an odd frame count with the last frame.
+    ``object_weights`` (objects, video tokens): each row spreads 1 over the tokens in proportion to how much
+    of the object each shows, so a row times the video features is the object's pooled feature.
+    ``object_<head>`` (objects,): its colour, shape and motion as indices into `OBJECT_HEADS`. A merged token
+    covers ``merge``×``merge`` patches of two consecutive frames; the processor orders merged tokens by
+    (time, row, column) and pads an odd frame count with the last frame.
     """
-    out = {head: [] for head in REGION_HEADS}
+    rows, labels, offset = [], {head: [] for head in OBJECT_HEADS}, 0
     for sample, (t, h, w) in zip(samples, grids.tolist()):
-        labels = torch.from_numpy(sample.masks).long()
         n = len(sample.scene.shapes)
-        share = F.one_hot(labels, n + 1).permute(0, 3, 1, 2).float()  # (T, 1 + shapes, H, W)
+        share = F.one_hot(torch.from_numpy(sample.masks).long(), n + 1).permute(0, 3, 1, 2).float()
         share = F.adaptive_avg_pool2d(share, (h // merge, w // merge))
         share = torch.cat([share, share[-1:].expand(2 * t - len(share), -1, -1, -1)])
         share = share.view(t, 2, n + 1, h // merge, w // merge).mean(1).permute(0, 2, 3, 1).flatten(0, 2)
-        for head, names in REGION_HEADS.items():
-            to_class = torch.zeros(n + 1, 1 + len(names))
-            to_class[0, 0] = 1.0
-            for i, spec in enumerate(sample.scene.shapes, start=1):
-                to_class[i, 1 + names.index(getattr(spec, head))] = 1.0
-            out[head].append(share @ to_class)
-    return {f"region_{head}": torch.cat(parts) for head, parts in out.items()}
+        for i, spec in enumerate(sample.scene.shapes, start=1):
+            rows.append((offset, share[:, i] / share[:, i].sum()))
+            for head, names in OBJECT_HEADS.items():
+                labels[head].append(names.index(getattr(spec, head)))
+        offset += len(share)
+    weights = torch.zeros(len(rows), offset)
+    for row, (start, w) in enumerate(rows):
+        weights[row, start : start + len(w)] = w
+    return {"object_weights": weights, **{f"object_{head}": torch.tensor(v) for head, v in labels.items()}}
 
 
 class Batches(torch.utils.data.IterableDataset):

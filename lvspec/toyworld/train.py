@@ -21,7 +21,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
 from .answers import anchor_words, corpus
-from .data import INIT, REGION_HEADS, Batches, collate, make_sample
+from .data import INIT, OBJECT_HEADS, Batches, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
 
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
@@ -53,7 +53,7 @@ class TrainConfig:
     centre: bool = True  # centre the video features at init (a fresh model only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
     align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
-    readout_weight: float = 1.0  # weight of the training-only read-out of what each video token shows (0 = off)
+    readout_weight: float = 1.0  # weight of the training-only read-out of what each object is (0 = off)
     top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
     threads: int = 2
 
@@ -90,46 +90,38 @@ def fact_ids(tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words])
 
 
-class RegionReadout(torch.nn.Module):
-    """Training only (never saved): reads off every video token what its region shows (`data.region_targets`),
-    in the language model's own word space.
+class ObjectReadout(torch.nn.Module):
+    """Training only (never saved): names every object's colour, shape and motion from its pooled video
+    features (`data.object_targets`), one linear head per fact.
 
-    Trained from scratch with the language model, the vision tower collapses within a few hundred steps:
-    every clip maps to one large constant vector (red and blue clips at cosine 0.9999), the language model
-    learns the answers' phrasing and guesses the facts. Here each video token must be recognisably close
-    to the word embeddings of the colour, shape and motion under it (cosine against those words' rows of
-    the tied embedding matrix, a learned vector for "background"). The vision tower thus speaks the words
-    the answers use, as a real video LLM's projector maps vision features into its word space, and reading
-    a fact becomes copying a word: what small transformers learn first.
+    Trained from scratch through the answers alone, the vision tower collapses within a few hundred steps:
+    every clip maps to one large constant vector, and the language model learns the answers' phrasing and
+    guesses the facts. Asked directly what each object is, the tower learns to see first (colour within a
+    hundred steps, shape and motion over a few hundred), and reading a fact becomes what small language
+    models learn fast: copying from the tokens that show it. Pooling over the object (not one label per
+    token) leaves each token free to carry what it shows best, an edge or a corner of the shape.
     """
 
-    def __init__(self, tokenizer, dim: int):
+    def __init__(self, dim: int):
         super().__init__()
-        for head, names in REGION_HEADS.items():
-            ids = tokenizer.convert_tokens_to_ids([f"Ġ{name}" for name in names])
-            assert tokenizer.unk_token_id not in ids and None not in ids, (head, ids)
-            self.register_buffer(f"{head}_ids", torch.tensor(ids), persistent=False)
-        self.background = torch.nn.Parameter(torch.randn(len(REGION_HEADS), dim) / dim**0.5)
-        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+        self.heads = torch.nn.ModuleDict({head: torch.nn.Linear(dim, len(names)) for head, names in OBJECT_HEADS.items()})
 
-    def forward(self, video: torch.Tensor, batch: dict, embeddings: torch.nn.Embedding) -> torch.Tensor:
-        """Mean cross-entropy over heads; tokens weigh by how much shape they show (most tokens are plain
-        background, and left to count equally they drown out the few that matter)."""
-        video = F.normalize(video.float(), dim=-1)
-        shown = 1.0 - batch["region_colour"][:, 0]
-        weights = (0.05 + shown) / (0.05 + shown).sum()
-        losses = []
-        for i, head in enumerate(REGION_HEADS):
-            words = torch.cat([self.background[i : i + 1], embeddings(getattr(self, f"{head}_ids")).float()])
-            logits = self.scale * video @ F.normalize(words, dim=-1).T
-            losses.append((weights * F.cross_entropy(logits, batch[f"region_{head}"], reduction="none")).sum())
-        return torch.stack(losses).mean()
+    def forward(self, video: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean cross-entropy over the heads, and each head's accuracy on this batch."""
+        pooled = batch["object_weights"] @ video.float()
+        losses, accuracy = [], {}
+        for head, linear in self.heads.items():
+            logits = linear(pooled)
+            losses.append(F.cross_entropy(logits, batch[f"object_{head}"]))
+            accuracy[head] = (logits.argmax(1) == batch[f"object_{head}"]).float().mean().item()
+        return torch.stack(losses).mean(), accuracy
 
 
 def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
-                  readout: RegionReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  readout: ObjectReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise and its parts: next-token loss on the answers with fact words weighted
-    (``answer``), the region read-out (``readout``) and the relevance alignment (``align``).
+    (``answer``), the object read-out (``readout``, with its per-head accuracies) and the relevance
+    alignment (``align``).
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
     clip; weighting the few fact words (``fact_weight``) makes looking at the video pay from the first steps.
@@ -140,28 +132,29 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
     the target is taught it: within each answer every fact word's relevance should exceed every other
     word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes).
     """
-    inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("region_")}
+    inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("object_")}
     out = model(**inputs, output_hidden_states=True)
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
     weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), c.fact_weight, 1.0)
     parts = {"answer": (loss * weights.flatten()).sum() / weights.sum()}
-    video_id = model.config.video_token_id
+    accuracy = {}
     if readout is not None:
-        video = out.hidden_states[0][batch["input_ids"] == video_id]
-        parts["readout"] = readout(video, batch, model.get_input_embeddings())
+        video = out.hidden_states[0][batch["input_ids"] == model.config.video_token_id]
+        parts["readout"], accuracy = readout(video, batch)
     if c.align_weight:
         parts["align"] = alignment_loss(model, batch, out.hidden_states, facts, c.top_n)
     total = parts["answer"] + c.readout_weight * parts.get("readout", 0.0) + c.align_weight * parts.get("align", 0.0)
-    return total, {name: part.item() for name, part in parts.items()}
+    return total, {name: part.item() for name, part in parts.items()} | accuracy
 
 
-def vision_loss(model, batch: dict, readout: RegionReadout) -> torch.Tensor:
-    """The region read-out from the vision tower's output alone: teaches it to see before the language
+def vision_loss(model, batch: dict, readout: ObjectReadout) -> tuple[torch.Tensor, dict[str, float]]:
+    """The object read-out from the vision tower's output alone: teaches it to see before the language
     model learns to read it (a small tower trained only through the answers learns too slowly)."""
     features = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"]).pooler_output
-    return readout(torch.cat(list(features)), batch, model.get_input_embeddings())
+    loss, accuracy = readout(torch.cat(list(features)), batch)
+    return loss, {"readout": loss.item()} | accuracy
 
 
 def build_model(c: TrainConfig, processor) -> Qwen2_5_VLForConditionalGeneration:
@@ -218,7 +211,7 @@ def plot_loss(history: list[tuple[int, float]], path: Path, title: str,
 
 def loss_label(c: TrainConfig) -> str:
     if c.stage == "vision":
-        return "region read-out loss (nats/token)"
+        return "object read-out loss (nats/object)"
     return "answer loss, fact words weighted (nats/token)"
 
 
@@ -230,7 +223,7 @@ def train(c: TrainConfig) -> Path:
     processor = processor_for(c)
     torch.manual_seed(c.seed)
     model = build_model(c, processor)
-    readout = RegionReadout(processor.tokenizer, model.config.text_config.hidden_size) if c.readout_weight else None
+    readout = ObjectReadout(model.config.text_config.hidden_size) if c.readout_weight else None
     trained = model.model.visual if c.stage == "vision" else model
     model.requires_grad_(False)
     trained.requires_grad_(True)
@@ -263,8 +256,7 @@ def train(c: TrainConfig) -> Path:
             group["lr"] = lr_at(step, c)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             if c.stage == "vision":
-                loss = vision_loss(model, batch, readout)
-                parts = {"answer": float("nan"), "readout": loss.item()}
+                loss, parts = vision_loss(model, batch, readout)
             else:
                 loss, parts = training_loss(model, batch, facts, c, readout)
         loss.backward()

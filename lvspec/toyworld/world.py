@@ -117,7 +117,7 @@ def _track(spec: ShapeSpec, rgb: tuple[int, int, int], rng: np.random.Generator,
     size_range = (lo, max(lo, hi - 0.03 * (n_shapes - 1)))
     p = _smooth_progress(t, rng)
     if spec.motion == "growing":
-        small = short * rng.uniform(0.18, 0.22)
+        small = short * rng.uniform(0.2, 0.24)
         size = small * (1 + rng.uniform(0.7, 1.0) * p)
     else:
         size = np.full_like(t, short * rng.uniform(*size_range))
@@ -254,12 +254,12 @@ class _Style:
 _STYLES = {
     "default": _Style(
         backgrounds={"plain": _plain, "gradient": _linear_gradient, "noise": _value_noise},
-        size_range=(0.24, 0.38), tilt=10.0, supersample=1, outline=0.0, star_inner=0.45,
+        size_range=(0.3, 0.44), tilt=10.0, supersample=1, outline=0.0, star_inner=0.45,
         blur_p=0.25, grain_p=0.35,
     ),
     "alt": _Style(
         backgrounds={"plain": _vignette, "gradient": _radial_gradient, "noise": _block_noise},
-        size_range=(0.26, 0.4), tilt=25.0, supersample=2, outline=0.05, star_inner=0.55,
+        size_range=(0.32, 0.46), tilt=25.0, supersample=2, outline=0.05, star_inner=0.55,
         blur_p=0.0, grain_p=0.35,
     ),
 }
