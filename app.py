@@ -30,6 +30,7 @@ import viz
 from lvspec.decode import METHODS, Settings, stream, warm_up
 from lvspec.errors import UserError, checked_prompt
 from lvspec.models import ModelPair, load_pair
+from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.trace import RunTrace, load_runs, save_runs
 from lvspec.video import VideoError, VideoLimits, read_video
@@ -61,13 +62,13 @@ def load(target: str, draft: str, progress=None) -> PairKey:
     """Make the pair named by the two boxes the one in memory; return its key."""
     key = (target.strip() or str(TARGET), draft.strip() or None)
     if key not in _loaded:
-        if progress is not None:
-            progress(0.05, desc=f"Loading {key[0]}" + (f" and {key[1]}" if key[1] else ""))
         _loaded.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        _loaded[key] = load_pair(*key)
+        spread = "auto" if torch.cuda.device_count() > 1 else None  # a large target over every GPU
+        tell = None if progress is None else lambda fraction, message: progress(fraction, desc=message)
+        _loaded[key] = load_pair(*key, device_map=spread, progress=tell)
         warm_up(_loaded[key])
     return key
 
@@ -76,10 +77,11 @@ if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU wants the models placed at star
     load(str(TARGET), str(DRAFT))
 
 
-def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens) -> Settings:
+def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_keep, self_draft) -> Settings:
     return Settings(
         k=int(k), lam=float(lam), top_n=int(top_n), tau=float(tau) if tau else None, window=int(window),
-        min_ratio=float(min_ratio), max_new_tokens=int(max_new_tokens),
+        min_ratio=float(min_ratio), max_new_tokens=int(max_new_tokens), draft_keep=float(draft_keep),
+        self_draft=bool(self_draft),
     )
 
 
@@ -181,13 +183,13 @@ def export_files(traces: list[RunTrace], palette: str) -> list[str]:
 
 
 @user_errors
-def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames, palette,
-        progress=gr.Progress()):
+def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft,
+        palette, progress=gr.Progress()):
     if not video:
         raise gr.Error("Upload a video or pick one of the examples first.")
     prompt = checked_prompt(prompt)
-    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
-    key = load(target, draft, progress)
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
+    key = load(target, "" if self_draft else draft, progress)
     runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
     drawn = 0.0
     for method, trace in decode_runs(key, video, prompt, settings, frames):
@@ -281,7 +283,7 @@ def step(traces: list[RunTrace], t: float, palette: str):
 
 @user_errors
 def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames,
-                 progress=gr.Progress()):
+                 draft_keep=1.0, self_draft=False, progress=gr.Progress()):
     """One run of ``method`` on the video and prompt; returns its RunTrace as a JSON string.
 
     A string, not a JSON component: gradio_client takes any object with a "path" key (the trace's video
@@ -291,8 +293,8 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
         raise gr.Error("no video given")
     if method not in METHODS:
         raise gr.Error(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
-    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new)
-    key = load(target, draft, progress)
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
+    key = load(target, "" if self_draft else draft, progress)
     trace = None
     for _, trace in decode_runs(key, video, checked_prompt(prompt), settings, frames, methods=(method,)):
         pass
@@ -353,6 +355,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
             with gr.Accordion("Model pair", open=False):
                 target = gr.Textbox(label="Target: hub id or local folder", value=str(TARGET))
                 draft = gr.Textbox(label="Draft: same tokenizer as the target", value=str(DRAFT))
+                self_draft = gr.Checkbox(False, label="Self-SD: the target drafts for itself (the draft box is unused)")
+                draft_keep = gr.Slider(0.02, 1, value=1, step=0.02, label="share of the video tokens the draft reads")
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"])
         with gr.Column(scale=3):
             with gr.Tabs():
@@ -395,7 +399,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple",
                                       interactive=False, elem_id="exports")
 
-    settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames]
+    settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
+    self_draft.input(lambda on: KEEP if on else 1.0, self_draft, draft_keep, api_visibility="private")
     outputs = [state, live, live_summary, *columns.values()]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, inspect_method, race,
              race_t, exports]

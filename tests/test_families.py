@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -287,3 +288,18 @@ def test_the_papers_pairs_against_gpu_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert "2 GPUs (cuda:0, cuda:1) have 160.0 GiB free" in fit.shortfall(llava, torch.bfloat16)
     assert fit.shortfall(pair({"": 0}, {"": 0}), torch.bfloat16) is None  # an explicit device map is the user's call
+
+
+def test_app_runs_self_sd_and_a_pruned_draft(family, tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setenv("LVSPEC_MODEL_DIRS", str(Path(family.target).parent))
+    video = tmp_path / "clip.mp4"
+    write_mp4(np.random.default_rng(2).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8), str(video), fps=6)
+    quick = (2, 0.7, 10, 0, 3, 0, 6, 4)  # k, λ, top-N, τ, w, ε, max new tokens, frames
+    own = list(app.api_generate(str(video), PROMPT, "exact", family.target, family.draft, *quick, KEEP, True))[-1]
+    pruned_draft = list(app.api_generate(str(video), PROMPT, "exact", family.target, family.draft, *quick, 0.5, False))[-1]
+    own, pruned_draft = RunTrace.from_json(own), RunTrace.from_json(pruned_draft)
+    assert own.params["self_draft"] and own.draft.startswith(family.target) and own.video["draft_tokens"] > 0
+    assert pruned_draft.draft == family.draft and pruned_draft.params["draft_keep"] == 0.5
+    assert own.token_ids == pruned_draft.token_ids
