@@ -16,10 +16,12 @@ except ImportError:
         return fn
 
 
+import functools
 import gc
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 
 import viz
 from lvspec.decode import METHODS, Settings, stream, warm_up
-from lvspec.errors import UserError, checked_prompt
+from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
 from lvspec.models import ModelPair, load_pair
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
@@ -41,6 +43,9 @@ COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed a
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
 SLOWDOWNS = [1, 2, 5, 10, 20]
 SHIPPED_SWEEP = Path(__file__).parent / "docs" / "bench" / "sweep.json"  # `python -m lvspec sweep --json` output
+QUEUE_SIZE = 64  # runs waiting beyond this are turned away with a message rather than left to pile up
+MEMORY_HINT = "try fewer frames, a smaller K or fewer new tokens, or a smaller model pair"
+STOPPED = "**Stopped.** Press Run to start again."
 
 HEADER = """
 # LVSpec Studio
@@ -56,11 +61,20 @@ Pick an example clip, press **Run**, then replay the race, step through the roun
 
 PairKey = tuple[str, str | None]  # (target, draft) as typed in the Model pair boxes
 _loaded: dict[PairKey, ModelPair] = {}
+_models_busy = threading.Lock()  # held for each decoding step and each load: see one_step_at_a_time
 
 
 def load(target: str, draft: str, progress=None) -> PairKey:
     """Make the pair named by the two boxes the one in memory; return its key."""
     key = (target.strip() or str(TARGET), draft.strip() or None)
+    for name in filter(None, key):
+        check_model_source(name)
+    with _models_busy:
+        _load(key, progress)
+    return key
+
+
+def _load(key: PairKey, progress) -> None:
     if key not in _loaded:
         _loaded.clear()
         gc.collect()
@@ -70,7 +84,35 @@ def load(target: str, draft: str, progress=None) -> PairKey:
         tell = None if progress is None else lambda fraction, message: progress(fraction, desc=message)
         _loaded[key] = load_pair(*key, device_map=spread, progress=tell)
         warm_up(_loaded[key])
-    return key
+
+
+def check_model_source(name: str) -> None:
+    """A hub id, or a folder under ``assets/models`` or one of ``LVSPEC_MODEL_DIRS`` (``os.pathsep``-separated):
+    the Model pair boxes are open to every visitor, and must not load whatever folder the server holds."""
+    path = Path(name).expanduser()
+    if not (path.exists() or name.startswith(("/", ".", "~", "\\"))):
+        return  # a hub id: transformers checks its form
+    roots = [TARGET.parent, *(Path(d) for d in os.environ.get("LVSPEC_MODEL_DIRS", "").split(os.pathsep) if d)]
+    if not any(path.resolve().is_relative_to(root.resolve()) for root in roots):
+        raise UserError(f"'{name}' is a folder this app does not load models from (set LVSPEC_MODEL_DIRS to allow it)")
+
+
+def one_step_at_a_time(steps):
+    """Iterate ``steps`` holding the models' lock during each step, never between them.
+
+    Stop cancels a run between two steps, but its worker thread may still be inside the current one
+    (a prefill sets per-request state on the model) when the next run starts: the lock makes that run
+    wait for it. Closing this generator closes ``steps`` (its ``finally`` blocks release hooks and caches).
+    """
+    try:
+        while True:
+            with _models_busy:
+                item = next(steps, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        steps.close()
 
 
 if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU wants the models placed at start-up, not inside a GPU call
@@ -86,22 +128,25 @@ def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_k
 
 
 def user_errors(fn):
-    """Run ``fn`` (a generator) turning expected failures into one-line Gradio error toasts."""
+    """Run ``fn`` (a generator) turning expected failures into one-line Gradio error toasts.
 
+    Out of memory keeps the pair loaded (the next run, with smaller settings, needs it) but frees what the
+    failed run held, once outside the ``except`` block whose traceback still references it.
+    """
+
+    @functools.wraps(fn)  # the API names its parameters after fn's
     def wrapped(*args, **kwargs):
         try:
             yield from fn(*args, **kwargs)
+            return
         except gr.Error:
             raise
-        except (UserError, VideoError, ValueError) as e:
+        except (UserError, ValueError) as e:
             raise gr.Error(str(e)) from None
-        except torch.OutOfMemoryError:
-            _loaded.clear()
-            gc.collect()
-            torch.cuda.empty_cache()
-            raise gr.Error("Out of GPU memory: try fewer frames, fewer new tokens or a smaller model pair.") from None
+        except memory_errors():
+            pass
+        raise gr.Error(str(out_of_memory(MEMORY_HINT))) from None
 
-    wrapped.__name__ = fn.__name__
     return wrapped
 
 
@@ -112,9 +157,9 @@ def decode_runs(key: PairKey, video: str, prompt: str, settings: Settings, frame
     Takes the pair's key, not the pair: on ZeroGPU the arguments of a GPU call are pickled.
     """
     pair = _loaded[key]
-    clip = read_video(video, VideoLimits(max_frames=int(frames)))
+    clip = read_video(video, VideoLimits.from_env(max_frames=int(frames)))
     for method in methods:
-        for trace in stream(pair, clip, prompt, method, settings):
+        for trace in one_step_at_a_time(stream(pair, clip, prompt, method, settings)):
             yield method, trace
 
 
@@ -251,12 +296,20 @@ def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | N
     token = trace.tokens[int(token_index)]
     frames = None
     path = trace.video.get("path")
-    if path and os.path.exists(path):
+    if path and readable_video(path):
         try:
             frames = read_video(path, VideoLimits(max_frames=trace.video["n_frames"])).frames
         except VideoError:
             frames = None
     return overlays(token.looks, trace.video["grid"], frames)
+
+
+def readable_video(path: str) -> bool:
+    """Whether a trace's video may be read here: a shipped clip or an upload, never any other file
+    (a saved trace names whatever path its author wrote into it)."""
+    real = Path(path).resolve()
+    roots = (VIDEOS, Path(gr.utils.get_upload_folder()))
+    return real.is_file() and any(real.is_relative_to(root.resolve()) for root in roots)
 
 
 def play(traces: list[RunTrace], t: float, slowdown: str, palette: str):
@@ -297,7 +350,7 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
     key = load(target, "" if self_draft else draft, progress)
     trace = None
     for _, trace in decode_runs(key, video, checked_prompt(prompt), settings, frames, methods=(method,)):
-        pass
+        yield gr.skip()  # after every round: where a client's cancel can end the run
     yield trace.to_json()
 
 
@@ -357,7 +410,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 draft = gr.Textbox(label="Draft: same tokenizer as the target", value=str(DRAFT))
                 self_draft = gr.Checkbox(False, label="Self-SD: the target drafts for itself (the draft box is unused)")
                 draft_keep = gr.Slider(0.02, 1, value=1, step=0.02, label="share of the video tokens the draft reads")
-            saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"])
+            saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
+                            elem_id="saved-trace")
         with gr.Column(scale=3):
             with gr.Tabs():
                 with gr.Tab("Live", id="live"):
@@ -404,11 +458,14 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     outputs = [state, live, live_summary, *columns.values()]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, inspect_method, race,
              race_t, exports]
-    run_event = run_btn.click(
+    run_event = run_btn.click(  # multiple: a Run pressed while a stopped run winds down is not dropped
         run, [video, prompt, target, draft, *settings_inputs, palette], outputs,
-        concurrency_id="model", concurrency_limit=1, api_visibility="private",
-    ).success(show, [state, palette], shown, api_visibility="private")
-    stop_btn.click(None, cancels=[run_event])
+        concurrency_id="model", concurrency_limit=1, api_visibility="private", trigger_mode="multiple",
+    )
+    shown_event = run_event.success(show, [state, palette], shown, api_visibility="private")
+    stop_btn.click(  # cancels the decoding itself, and the views if it had just ended
+        lambda: STOPPED, None, live_summary, cancels=[run_event, shown_event], queue=False, api_visibility="private",
+    )
     saved.upload(open_saved, [saved, palette], [state, *shown], api_visibility="private")
 
     inspect_inputs = [state, inspect_method, round_index, palette]
@@ -435,7 +492,13 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     )
 
 
+def launch(**options):
+    """Serve the app: one model run at a time, a bounded queue, uploads no larger than the video limit,
+    and no files served but the shipped clips and what the app itself produced or received."""
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    return demo.launch(allowed_paths=[str(VIDEOS)], max_file_size=VideoLimits.from_env().max_bytes,
+                       theme=gr.themes.Soft(), **options)
+
+
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=1).launch(
-        allowed_paths=[str(VIDEOS)], max_file_size="512mb", theme=gr.themes.Soft(),
-    )
+    launch()

@@ -1,0 +1,314 @@
+"""The app under a public Space's load: bad files and models are error toasts, users queue and each gets
+their own result, a run can be stopped and another started, out of memory leaves it usable, and it serves
+and reads only the files it should.
+
+The app is launched in this process (``app.launch``, as ``python app.py`` does) so that a test can inject
+what a CPU cannot produce (CUDA out of memory) or slow a run down to stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+import hardening_media as media
+from lvspec.trace import RunTrace, save_runs
+from test_app import CHROMIUM, hand_built_trace
+from test_hardening_video import REFUSED
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"max_new": 8, "frames": 4, "k": 4}
+WAIT = 120_000  # ms: a browser assertion's patience on a busy CPU
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    import app
+
+    port = free_port()
+    app.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    app.url = f"http://127.0.0.1:{port}/"
+    yield app
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return media.bad_files(tmp_path_factory.mktemp("bad"))
+
+
+def client(app_module):
+    from gradio_client import Client
+
+    return Client(app_module.url, verbose=False)
+
+
+def generate(c, video, prompt="Describe the video.", method="lvspec", **settings) -> RunTrace:
+    from gradio_client import handle_file
+
+    data = c.predict(handle_file(str(video)), prompt, method, api_name="/generate", **(QUICK | settings))
+    return RunTrace.from_json(data)
+
+
+def refused(c, reason: str, *args, **kwargs) -> str:
+    """The toast's message: a gradio Error, one line, matching ``reason``."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=reason) as err:
+        generate(c, *args, **kwargs)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_videos_are_error_toasts_and_the_app_keeps_serving(app_module, files):
+    c = client(app_module)
+    for kind, reason in REFUSED.items():
+        refused(c, reason, files[kind])
+    assert generate(c, files["mkv"]).text
+
+
+@pytest.mark.parametrize("kind", ["one-frame", "8k", "vertical", "rotated", "vfr", "webm, no duration"])
+def test_unusual_videos_run(app_module, files, kind):
+    trace = generate(client(app_module), files[kind])
+    assert trace.text and trace.video["path"].endswith(files[kind].name)
+
+
+def test_hour_long_video_runs(app_module, tmp_path):
+    trace = generate(client(app_module), media.hour_long(tmp_path / "hour.mp4"))
+    assert trace.video["seconds"] == 3600 and trace.video["n_frames"] == QUICK["frames"]
+
+
+def test_prompts_blank_long_and_any_unicode(app_module, files):
+    c = client(app_module)
+    refused(c, "the prompt is empty", files["mkv"], "\n \t ")
+    refused(c, "characters long", files["mkv"], "why " * 600)
+    prompt = "¿Qué pasa? 🎥 视频 \u202eRTL\u202c e\u0301 <script>alert(1)</script>"
+    assert generate(c, files["mkv"], prompt).prompt == prompt
+
+
+def test_unusable_models_are_refused_and_the_pair_stays_usable(app_module, files, tmp_path):
+    c = client(app_module)
+    shutil.copytree(app_module.TARGET, tmp_path / "copy")
+    refused(c, "cannot load the target", files["mkv"], method="vanilla", target="org/no-such-model-here")
+    refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
+    refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target="/etc")
+    refused(c, "a folder this app does not load models from", files["mkv"], target=str(app_module.TARGET / ".." / ".." / ".."))
+    os.environ["LVSPEC_MODEL_DIRS"] = str(tmp_path)
+    try:
+        config = tmp_path / "copy" / "config.json"
+        config.write_text(json.dumps(json.loads(config.read_text()) | {"model_type": "bert"}))
+        refused(c, "model type 'bert' is not supported", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
+    finally:
+        del os.environ["LVSPEC_MODEL_DIRS"]
+    assert generate(c, files["mkv"]).text
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"), MemoryError()])
+def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_module, files, error):
+    c = client(app_module)
+    generate(c, files["mkv"])  # the default pair is loaded
+    (pair,) = app_module._loaded.values()
+
+    def forward(*args, **kwargs):
+        raise error
+
+    pair.target.forward = forward
+    try:
+        message = refused(c, "out of memory", files["mkv"])
+    finally:
+        del pair.target.forward
+    assert message == f"out of memory: {app_module.MEMORY_HINT}"
+    assert generate(c, files["mkv"]).text
+    assert next(iter(app_module._loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
+
+
+def test_five_users_at_once_each_get_their_own_result(app_module, files):
+    """Different clips, prompts and frame budgets from five sessions at once: all queue and complete, and
+    each trace is the one its user asked for."""
+    users = [("gif", "Describe the video.", 2), ("webm", "What colour is it?", 4), ("mkv", "How many shapes?", 6),
+             ("avi", "Which way does it move?", 8), ("mov", "Describe the video, please.", 10)]
+    results: dict[str, RunTrace | BaseException] = {}
+
+    def user(kind: str, prompt: str, frames: int) -> None:
+        try:
+            results[kind] = generate(client(app_module), files[kind], prompt, frames=frames)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            results[kind] = e
+
+    threads = [threading.Thread(target=user, args=u) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for kind, prompt, frames in users:
+        trace = results[kind]
+        assert isinstance(trace, RunTrace), trace
+        assert trace.prompt == prompt and trace.video["path"].endswith(files[kind].name)
+        assert trace.video["n_frames"] == frames and trace.text
+
+
+class Runs(list):
+    """Each decoding run's method, rounds and whether its generator was closed; slow until ``fast`` is set."""
+
+    fast = False
+
+
+@pytest.fixture
+def runs(app_module, monkeypatch):
+    """Runs pause a second after each round (long enough to stop one) until the test sets ``runs.fast``."""
+    runs = Runs()
+    real = app_module.stream
+
+    def slow(pair, clip, prompt, method, settings):
+        record = {"method": method, "steps": 0, "closed": False}
+        runs.append(record)
+        try:
+            for trace in real(pair, clip, prompt, method, settings):
+                record["steps"] += 1
+                yield trace
+                time.sleep(0 if runs.fast else 1.0)
+        finally:
+            record["closed"] = True
+
+    monkeypatch.setattr(app_module, "stream", slow)
+    return runs
+
+
+def test_a_stopped_run_frees_the_models_for_the_next(app_module, files, runs):
+    from gradio_client import handle_file
+
+    c = client(app_module)
+    job = c.submit(handle_file(str(files["mkv"])), "Describe the video.", "lvspec", api_name="/generate",
+                   max_new=128, frames=4, k=1)
+    deadline = time.perf_counter() + 120
+    while (not runs or runs[0]["steps"] < 2) and time.perf_counter() < deadline:
+        time.sleep(0.1)
+    job.cancel()
+    runs.fast = True
+    trace = generate(c, files["mov"], "How many shapes?")
+    assert trace.prompt == "How many shapes?" and trace.text
+    assert runs[0]["closed"] and runs[0]["steps"] < 5  # one round per token: it would have run ~20
+    assert len(runs) == 2 and not app_module._models_busy.locked()
+
+
+def test_stop_button_cancels_the_run_event(app_module):
+    config = app_module.demo.config
+    ids = {b._id: b for b in app_module.demo.blocks.values()}
+    run_btn = next(i for i, b in ids.items() if getattr(b, "value", None) == "Run: LVSpec, exact SD, vanilla")
+    stop_btn = next(i for i, b in ids.items() if getattr(b, "value", None) == "Stop")
+    deps = config["dependencies"]
+    run_dep = next(d for d in deps if [run_btn, "click"] in [list(t) for t in d["targets"]])
+    cancelled = {i for d in deps if [stop_btn, "click"] in [list(t) for t in d["targets"]] for i in d["cancels"]}
+    assert run_dep["api_name"] == "run" and run_dep["id"] in cancelled  # the decoding, not only what follows it
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", str(ROOT / "app.py"), str(ROOT / "lvspec" / "video.py"), "/tmp/gradio/../../etc/passwd",
+     str(ROOT / "assets" / "videos" / ".." / ".." / "app.py"), "..%2F..%2F..%2Fetc%2Fpasswd",
+     str(ROOT / "assets" / "models" / "toy-target" / "config.json"), str(ROOT / ".git" / "config")],
+)
+def test_the_file_route_serves_nothing_outside_the_allowed_paths(app_module, path):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{app_module.url}gradio_api/file={path}")
+    assert err.value.code in (403, 404)
+
+
+def test_the_file_route_serves_the_shipped_clips(app_module):
+    clip = ROOT / "assets" / "videos" / "red-circle-right.mp4"
+    with urllib.request.urlopen(f"{app_module.url}gradio_api/file={clip}") as response:
+        assert response.read() == clip.read_bytes()
+
+
+def test_an_input_naming_a_server_file_is_refused(app_module):
+    """A raw API call that names a file instead of uploading one: Gradio takes only its own uploads."""
+    import httpx
+
+    data = [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "Describe.", "vanilla",
+            str(app_module.TARGET), str(app_module.DRAFT), 2, 0.7, 10, 0, 3, 0, 8, 2]
+    event = httpx.post(f"{app_module.url}gradio_api/call/generate", json={"data": data}).json()["event_id"]
+    result = httpx.get(f"{app_module.url}gradio_api/call/generate/{event}", timeout=60).text
+    assert "event: error" in result and "root:" not in result
+
+
+def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path):
+    app = app_module
+    assert app.readable_video(str(ROOT / "assets" / "videos" / "red-circle-right.mp4"))
+    outside = media.encode(tmp_path / "elsewhere.mp4", media.numbered_frames(4, 56, 56))
+    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "assets" / "videos" / ".." / ".." / "app.py"), str(outside)):
+        assert not app.readable_video(path)
+    trace = hand_built_trace()
+    trace.video["path"] = str(outside)
+    images = app.anchor_view([trace], "lvspec", 2)
+    assert images[0][0].shape == (28, 56, 3)  # drawn on grey: the file named in the trace was not opened
+
+
+@pytest.fixture
+def page(app_module):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium on this machine")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(app_module.url)
+        yield page
+        browser.close()
+
+
+def open_saved(page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#saved-trace button.upload-container").click()
+    chooser.value.set_files(str(path))
+
+
+def test_browser_stop_then_run_again_and_hostile_trace_stays_text(page, runs, tmp_path):
+    from playwright.sync_api import expect
+
+    page.get_by_text("Example clips and questions").wait_for()
+    page.get_by_role("row", name="Describe the video.").first.click()
+    page.locator("#run").click()
+    expect(page.locator("#live .tok[data-i]").first).to_be_visible(timeout=WAIT)  # the first round is in
+    page.get_by_role("button", name="Stop").click()
+    runs.fast = True
+    expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=WAIT)
+    page.locator("#run").click()  # at once: while the stopped run's current round is still finishing
+    page.get_by_role("tab", name="Side by side").click()
+    expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)  # drawn once all three have ended
+    assert [r["method"] for r in runs] == ["lvspec", "lvspec", "exact", "vanilla"]  # stopped, then a full run
+    assert all(r["closed"] for r in runs)
+
+    evil = hand_built_trace()
+    evil.tokens[1].text = ' <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    save_runs([evil], tmp_path / "runs.json")
+    open_saved(page, tmp_path / "runs.json")
+    page.get_by_role("tab", name="Live").click()
+    expect(page.locator("#live")).to_contain_text('<img src=x onerror="window.pwned=1">', timeout=WAIT)
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#live img, #live script").count() == 0
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"method": "lvspec", "tokens": "<b>"}')
+    page.reload()
+    open_saved(page, bad)
+    expect(page.get_by_text("tokens must be a list")).to_be_visible(timeout=WAIT)
