@@ -220,7 +220,7 @@ def read_video(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> 
     try:
         with av.open(path, metadata_errors="ignore") as container:
             stream = _video_stream(container, name)
-            stream.thread_type = "AUTO"
+            stream.thread_type = "SLICE"  # frame threads would each hold a decoded frame: ~50 MB apiece at 8K
             source = _describe(container, stream, name)
             _check(source, limits, name)
             scale = min(1.0, limits.max_side / max(source.width, source.height))
