@@ -181,8 +181,8 @@ def _sample(container, stream, source: Source, times: list[float], shape: tuple[
         while ahead is not None and (shown is None or ahead[0] <= t + 1e-6):
             shown, ahead = ahead, next(decoded, None)
         if shown is None or ahead is None and t > _end(shown, source):
-            reached = f"{shown[0] - source.start:.1f} s" if shown is not None else "its start"
-            raise VideoError(f"{name} breaks off at {reached} of its {source.seconds:.1f} s (truncated or damaged)")
+            where = "before its first frame" if shown is None else f"at {shown[0] - source.start:.1f} s of its {source.seconds:.1f} s"
+            raise VideoError(f"{name} breaks off {where} (truncated or damaged)")
         kept.append(_upright(shown[1], *shape))
         kept_times.append(shown[0])
         rotation = shown[1].rotation
@@ -190,11 +190,19 @@ def _sample(container, stream, source: Source, times: list[float], shape: tuple[
 
 
 def _timed(frames, gap: float):
-    """(seconds, frame) for each decoded frame; one without a timestamp comes ``gap`` after its predecessor."""
+    """(seconds, frame) for each decoded frame; one without a timestamp comes ``gap`` after its predecessor.
+
+    A decoding error ends the frames there, as the end of the data would: past it the file is damaged.
+    """
+    import av
+
     t = None
-    for frame in frames:
-        t = frame.time if frame.time is not None else (0.0 if t is None else t + gap)
-        yield t, frame
+    try:
+        for frame in frames:
+            t = frame.time if frame.time is not None else (0.0 if t is None else t + gap)
+            yield t, frame
+    except av.FFmpegError:
+        return
 
 
 def _end(shown: tuple, source: Source) -> float:

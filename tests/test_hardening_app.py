@@ -236,15 +236,24 @@ def test_the_file_route_serves_the_shipped_clips(app_module):
         assert response.read() == clip.read_bytes()
 
 
-def test_an_input_naming_a_server_file_is_refused(app_module):
+def test_an_input_naming_a_server_file_is_refused(app_module, files):
     """A raw API call that names a file instead of uploading one: Gradio takes only its own uploads."""
     import httpx
 
-    data = [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "Describe.", "vanilla",
-            str(app_module.TARGET), str(app_module.DRAFT), 2, 0.7, 10, 0, 3, 0, 8, 2]
-    event = httpx.post(f"{app_module.url}gradio_api/call/generate", json={"data": data}).json()["event_id"]
-    result = httpx.get(f"{app_module.url}gradio_api/call/generate/{event}", timeout=60).text
-    assert "event: error" in result and "root:" not in result
+    api = client(app_module).view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
+    defaults = [p["parameter_default"] for p in api["parameters"][1:]]
+
+    def call(path: str) -> str:
+        video = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        post = httpx.post(f"{app_module.url}gradio_api/call/generate", json={"data": [video, *defaults]})
+        return httpx.get(f"{app_module.url}gradio_api/call/generate/{post.json()['event_id']}", timeout=300).text
+
+    with files["mkv"].open("rb") as f:
+        (uploaded,) = httpx.post(f"{app_module.url}gradio_api/upload", files={"files": f}).json()
+    assert "event: complete" in call(uploaded)  # the same call with an uploaded file works
+    for path in ("/etc/passwd", str(files["mkv"]), str(ROOT / "assets" / "videos" / "red-circle-right.mp4")):
+        result = call(path)
+        assert "event: error" in result and "root:" not in result
 
 
 def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path):

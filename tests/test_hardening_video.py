@@ -58,6 +58,14 @@ def test_usable_files_give_upright_frames_in_time_order_within_budget(files, kin
         assert list(frame_numbers(clip.frames)) == sample_indices(clip.source_frames, 8) == clip.indices
 
 
+@pytest.mark.parametrize("keep", [0.3, 0.5, 0.8, 0.95])
+def test_a_file_cut_anywhere_is_refused(files, tmp_path, keep):
+    """However much of a file arrived, the header and the data disagree: refused, never padded."""
+    cut = media.truncated(files["truncated"].with_name("faststart.mp4"), tmp_path / "cut.mp4", keep)
+    with pytest.raises(VideoError, match=r"breaks off (at \d\.\d s of its 3\.0 s|before its first frame)|cannot read"):
+        read_video(cut)
+
+
 def test_8k_is_decoded_one_frame_at_a_time_and_shrunk(files):
     clip = read_video(files["8k"])
     assert clip.size == (7680, 4320) and clip.frames.shape == (2, 252, 448, 3)
