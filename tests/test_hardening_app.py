@@ -18,13 +18,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import hardening_media as media
 import pytest
 import torch
-
-import hardening_media as media
-from lvspec.trace import RunTrace, save_runs
 from test_app import CHROMIUM, hand_built_trace
 from test_hardening_video import REFUSED
+
+from lvspec.trace import RunTrace, save_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"max_new": 8, "frames": 4, "k": 4}

@@ -7,14 +7,14 @@ import json
 import re
 import shutil
 
+import hardening_media as media
 import pytest
 import torch
+from test_hardening_video import REFUSED
 
-import hardening_media as media
 from lvspec import cli
 from lvspec.toyworld import TARGET
 from lvspec.trace import RunTrace
-from test_hardening_video import REFUSED
 
 QUICK = ["--max-new-tokens", "3", "--frames", "4", "--k", "2"]
 

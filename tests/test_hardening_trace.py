@@ -8,9 +8,9 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_app import hand_built_trace
 
 from lvspec.trace import RunTrace, load_runs, save_runs
-from test_app import hand_built_trace
 from viz.tokens import round_table_html, tokens_html
 
 

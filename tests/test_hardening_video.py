@@ -3,10 +3,10 @@ order, or refused with a one-line reason; long and large videos are sampled, not
 
 from __future__ import annotations
 
+import hardening_media as media
 import numpy as np
 import pytest
 
-import hardening_media as media
 from lvspec import video
 from lvspec.video import FRAME_CAP, VideoError, VideoLimits, read_video, sample_indices
 
