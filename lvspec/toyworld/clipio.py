@@ -1,4 +1,4 @@
-"""Write rendered clips as small H.264 MP4 files that decord, browsers and Gradio can all play."""
+"""Write rendered clips as small H.264 MP4 files that FFmpeg readers, browsers and Gradio can all play."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Attribute accuracy of each embedded model alone on held-out clips, through the normal video path.
 
-Clips are rendered from evaluation seeds (never used in training), written as mp4, read back with decord
-and answered with vanilla greedy decoding; each answer is parsed back into facts and scored per fact type.
+Clips are rendered from evaluation seeds (never used in training), written as mp4, read back through the
+app's own video reader and answered with vanilla greedy decoding; each answer is parsed back into facts and
+scored per fact type.
 """
 
 from __future__ import annotations
