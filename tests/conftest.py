@@ -26,16 +26,21 @@ def tiny_tokenizer():
     return build_tokenizer(texts, vocab_size=320)
 
 
+def perturb(model, source, noise: float) -> None:
+    """``model`` becomes ``source`` with Gaussian noise on its language model: a draft that mostly agrees."""
+    model.load_state_dict(source.state_dict())
+    with torch.no_grad():
+        for p in model.model.language_model.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+
+
 def save_model(folder, tokenizer, seed: int, layers: int, hidden: int = 64, perturb_from=None, noise: float = 0.0):
     config = tiny_config(tokenizer, layers=layers, hidden=hidden)
     config.text_config.initializer_range = 0.2
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     if perturb_from is not None:
-        model.load_state_dict(perturb_from.state_dict())
-        with torch.no_grad():
-            for p in model.model.language_model.parameters():
-                p.add_(noise * p.std() * torch.randn_like(p))
+        perturb(model, perturb_from, noise)
     model.save_pretrained(folder)
     build_processor(tokenizer).save_pretrained(folder)
     return model

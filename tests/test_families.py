@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from conftest import random_clip, save_model, tiny_tokenizer
+from conftest import perturb, random_clip, save_model, tiny_tokenizer
 from test_lossless import MAX_NEW, free_run, hf_tokens, stop_token
 from transformers import (
     LlavaOnevisionConfig,
@@ -87,10 +87,7 @@ def qwen2_vl(tokenizer):
 
 def save(folder, model, processor, perturb_from=None, noise: float = 0.0):
     if perturb_from is not None:
-        model.load_state_dict(perturb_from.state_dict())
-        with torch.no_grad():
-            for p in model.model.language_model.parameters():
-                p.add_(noise * p.std() * torch.randn_like(p))
+        perturb(model, perturb_from, noise)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model
