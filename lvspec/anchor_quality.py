@@ -4,7 +4,9 @@ For each held-out clip the target answers alone (vanilla); its answer is then sc
 loop scores draft positions (the hidden state at the position whose input is the token, against the video
 tokens), at every layer and top-N at once. The answer is cut into rounds of K tokens and the λ split flags
 anchors in each; a flag is right when the token is a colour, shape, motion or count word. AUC is the
-threshold-free view: the chance that a fact word outranks a phrasing word of the same answer.
+threshold-free view: the chance that a fact word outranks a phrasing word of the same answer. The best floor
+τ is the single relevance threshold (across answers) that best tells fact words from phrasing on its own
+(highest F1): the measurement that chooses `Settings.tau`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
     facts = anchor_words()
     n_layers = len(pair.adapter.decoder_layers(pair.target))
     layers = list(range(1, n_layers + 1)) if layers is None else layers
-    rows = {(layer, n): {"tp": 0, "fp": 0, "fn": 0, "wins": 0.0, "pairs": 0} for layer in layers for n in top_ns}
+    rows = {(layer, n): {"tp": 0, "fp": 0, "fn": 0, "wins": 0.0, "pairs": 0, "scores": []}
+            for layer in layers for n in top_ns}
+    truths = []
     words = 0
     for item in items:
         clip = read_video(item.video, VideoLimits(max_frames=frames))
@@ -48,6 +52,7 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
             continue
         truth = torch.tensor([pair.tokenizer.decode([t]).strip().lower() in facts for t in answer])
         words += len(answer)
+        truths.append(truth)
         states, video = answer_states(pair, clip, item.prompt, answer)
         for layer in layers:
             for n in top_ns:
@@ -59,19 +64,38 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
                 r["tp"] += int((flags & truth).sum())
                 r["fp"] += int((flags & ~truth).sum())
                 r["fn"] += int((~flags & truth).sum())
+                r["scores"].append(score)
                 if truth.any() and (~truth).any():
                     diff = score[truth][:, None] - score[~truth][None, :]
                     r["wins"] += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
                     r["pairs"] += diff.numel()
     table = []
+    truth = torch.cat(truths) if truths else torch.zeros(0, dtype=torch.bool)
     for (layer, n), r in rows.items():
         flagged, true = r["tp"] + r["fp"], r["tp"] + r["fn"]
         table.append({"layer": layer, "top_n": n,
                       "precision": r["tp"] / flagged if flagged else None,
                       "recall": r["tp"] / true if true else None,
-                      "auc": r["wins"] / r["pairs"] if r["pairs"] else None})
+                      "auc": r["wins"] / r["pairs"] if r["pairs"] else None,
+                      **best_floor(torch.cat(r["scores"]) if r["scores"] else torch.zeros(0), truth)})
     return {"target": pair.target_name, "items": len(items), "answer_tokens": words, "k": settings.k,
             "lam": settings.lam, "tau": settings.tau, "rows": table}
+
+
+def best_floor(score: torch.Tensor, truth: torch.Tensor) -> dict:
+    """The relevance threshold τ whose flag ``score ≥ τ`` has the highest F1 against ``truth``, and its
+    precision and recall (τ halfway between the two scores it separates)."""
+    if not truth.any():
+        return {"tau_best": None, "tau_precision": None, "tau_recall": None}
+    order = torch.argsort(score, descending=True)
+    hits = truth[order].float().cumsum(0)
+    flagged = torch.arange(1, len(score) + 1)
+    f1 = 2 * hits / (flagged + truth.sum())
+    best = int(f1.argmax())
+    ranked = score[order]
+    tau = float(ranked[best] + ranked[best + 1]) / 2 if best + 1 < len(ranked) else float(ranked[best])
+    return {"tau_best": round(tau, 4), "tau_precision": float(hits[best] / (best + 1)),
+            "tau_recall": float(hits[best] / truth.sum())}
 
 
 def print_anchor_table(table: dict) -> None:
@@ -80,6 +104,9 @@ def print_anchor_table(table: dict) -> None:
 
     print(f"anchor flag vs true visual words: {table['items']} answers, {table['answer_tokens']} tokens, "
           f"rounds of K={table['k']}, λ={table['lam']}")
-    print(f"{'layer':>5} {'top-N':>5} {'precision':>9} {'recall':>7} {'AUC':>6}")
+    print(f"{'layer':>5} {'top-N':>5} {'precision':>9} {'recall':>7} {'AUC':>6}   {'best τ':>7} {'precision':>9} "
+          f"{'recall':>7}")
     for r in table["rows"]:
-        print(f"{r['layer']:>5} {r['top_n']:>5} {pct(r['precision']):>9} {pct(r['recall']):>7} {pct(r['auc']):>6}")
+        tau = "—" if r["tau_best"] is None else f"{r['tau_best']:.3f}"
+        print(f"{r['layer']:>5} {r['top_n']:>5} {pct(r['precision']):>9} {pct(r['recall']):>7} {pct(r['auc']):>6}   "
+              f"{tau:>7} {pct(r['tau_precision']):>9} {pct(r['tau_recall']):>7}")

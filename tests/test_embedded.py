@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lvspec.decode import Settings, generate
 from lvspec.models import load_pair
@@ -63,6 +64,19 @@ def test_anchors_command_scores_the_flag_against_the_true_visual_words(tmp_path)
     assert [(r["layer"], r["top_n"]) for r in table["rows"]] == [(0, 1), (0, 10), (6, 1), (6, 10)]
     middle = next(r for r in table["rows"] if (r["layer"], r["top_n"]) == (6, 10))
     assert middle["auc"] > 0.8 and 0 < middle["precision"] <= 1 and 0 < middle["recall"] <= 1
+    assert middle["tau_best"] is not None and 0 < middle["tau_recall"] <= 1
+
+
+def test_best_floor_is_the_threshold_with_the_highest_f1():
+    from lvspec.anchor_quality import best_floor
+
+    score = torch.tensor([0.2, 0.9, 0.3, 0.8])
+    assert best_floor(score, torch.tensor([False, True, False, True])) == \
+        {"tau_best": 0.55, "tau_precision": 1.0, "tau_recall": 1.0}
+    # a phrasing word between two fact words: the best floor takes all three (F1 4/5 against 2/3 for the top one)
+    mixed = best_floor(torch.tensor([0.9, 0.7, 0.5, 0.1]), torch.tensor([True, False, True, False]))
+    assert mixed["tau_best"] == 0.3 and mixed["tau_precision"] == pytest.approx(2 / 3) and mixed["tau_recall"] == 1.0
+    assert best_floor(score, torch.zeros(4, dtype=torch.bool))["tau_best"] is None
 
 
 def test_fact_words_are_the_most_relevant_positions(embedded):

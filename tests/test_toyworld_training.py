@@ -49,3 +49,20 @@ def test_object_targets_follow_the_models_token_order():
             row += 1
         start += t * gh * gw
     assert start == n_video
+
+
+def test_every_opening_of_a_motion_phrase_carries_the_fact_weight():
+    """A weighted loss scales each candidate's learnt probability by its weight: if "grows" weighed more than
+    "moves" or "stays", an unsure model would say every shape grows."""
+    from lvspec.toyworld.answers import _DIRECTIONS, _IN_PLACE, _MOVERS
+    from lvspec.toyworld.train import fact_ids
+
+    tokenizer = AutoProcessor.from_pretrained(TARGET).tokenizer
+    weighted = set(fact_ids(tokenizer).tolist())
+    phrases = [form for pair in [*_MOVERS, *(p for pairs in _IN_PLACE.values() for p in pairs)] for form in pair]
+    phrases += [d for forms in _DIRECTIONS.values() for d in forms if " " not in d]
+    for phrase in phrases:
+        opening = tokenizer(" " + phrase, add_special_tokens=False)["input_ids"][0]
+        assert opening in weighted, phrase
+    filler = {tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in ("the", "is", "video", "and")}
+    assert not filler & weighted

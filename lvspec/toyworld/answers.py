@@ -332,6 +332,13 @@ def anchor_words() -> set[str]:
     return set(_COLOUR_WORDS) | set(_SHAPE_WORDS) | set(_MOTION_WORDS) | set(_COUNT_WORDS)
 
 
+def motion_verbs() -> set[str]:
+    """Words that open a motion phrase ("moves", "slides", "stays", "does", "grows", "gets"): the verb alone
+    already tells a translation from standing still or growing, so it states part of the motion fact."""
+    phrases = [*_MOVERS, *(pair for pairs in _IN_PLACE.values() for pair in pairs)]
+    return {form.split()[0] for pair in phrases for form in pair}
+
+
 def corpus(n: int, rng: np.random.Generator) -> Iterator[str]:
     """``n`` prompt-and-answer texts, alternating the two answer styles, for training a tokenizer."""
     for i in range(n):

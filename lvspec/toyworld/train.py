@@ -20,7 +20,7 @@ from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
-from .answers import anchor_words, corpus
+from .answers import anchor_words, corpus, motion_verbs
 from .data import INIT, OBJECT_HEADS, Batches, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
 
@@ -85,9 +85,18 @@ def centre_video_features(model, batch: dict) -> None:
 
 
 def fact_ids(tokenizer) -> torch.Tensor:
-    """Ids of the tokens that are whole fact words: the only ones a model must look at the video to get."""
-    words = anchor_words()
-    return torch.tensor([i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words])
+    """Ids of the tokens a model must look at the video to get: whole fact words, the motion verbs, and the
+    first piece of any of them the tokenizer splits.
+
+    The loss weights these tokens alike (``fact_weight``). A weighted cross-entropy's optimum scales each
+    candidate's probability by its weight, so every token that can open a motion phrase must carry the same
+    weight: weighting "grows" (a fact word) but not "moves" or "stays" taught the model to say "grows" for
+    every clip whose motion it was unsure of.
+    """
+    words = anchor_words() | motion_verbs()
+    whole = {i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words}
+    first = {tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in words}
+    return torch.tensor(sorted(whole | {i for i in first if tokenizer.decode([i]).strip()}))
 
 
 class ObjectReadout(torch.nn.Module):
