@@ -229,6 +229,18 @@ def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
     return [Item(e.path, e.prompt, e.scene) for e in held_out(n, folder, seed)]
 
 
+def sample_suite() -> list[Item]:
+    """The example clips the app offers (assets/videos), each with every prompt offered beside it."""
+    from .toyworld import VIDEOS
+    from .toyworld.world import Scene, ShapeSpec
+
+    items = []
+    for example in json.loads((VIDEOS / "examples.json").read_text()):
+        scene = Scene(tuple(ShapeSpec(**s) for s in example["scene"]["shapes"]), example["scene"]["background"])
+        items += [Item(str(VIDEOS / example["video"]), prompt, scene) for prompt in example["prompts"]]
+    return items
+
+
 def machine(pair: ModelPair) -> dict:
     """Where the figures were measured: they mean little without it."""
     device = pair.device

@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"comma-separated, from {', '.join(BENCH_METHODS)} (hf: transformers' assisted generation)")
     w = sub.add_parser("sweep", help="the speed/quality frontier: LVSpec over λ and w, random and FLy beside it")
     for q in (b, w):
-        q.add_argument("--suite", default="toy", help="toy (held-out rendered clips) or a JSONL file of {video, prompt}")
+        q.add_argument("--suite", default="toy", help="toy (held-out rendered clips), samples (the app's example clips, "
+                       "every prompt) or a JSONL file of {video, prompt}")
         q.add_argument("--n", type=int, default=30, help="items of the toy suite")
         q.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
         add_pair_and_settings(q, d)
@@ -176,7 +177,8 @@ def suite_run(args) -> None:
     drafting = {m for m, _ in configs.values()} - {"vanilla"}
     pair = load(args, with_draft=bool(drafting))
     with tempfile.TemporaryDirectory() as tmp:
-        items = b.toy_suite(args.n, Path(tmp)) if args.suite == "toy" else b.file_suite(args.suite)
+        suites = {"toy": lambda: b.toy_suite(args.n, Path(tmp)), "samples": b.sample_suite}
+        items = suites.get(args.suite, lambda: b.file_suite(args.suite))()
         with tqdm(total=len(items), desc=args.command, leave=False) as bar:
             result = b.run(pair, items, configs, args.repeats, args.frames, bar.update)
     result["machine"] = b.machine(pair)

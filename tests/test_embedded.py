@@ -105,3 +105,14 @@ def test_parser_scores_a_known_answer_right_and_a_wrong_one_wrong():
     assert score(scene, "What colour is the {}?".format(spec.shape), f"It is {spec.colour}.") == {"colour": True}
     assert score(scene, "What colour is the {}?".format(spec.shape), f"It is {wrong_colour}.") == {"colour": False}
     assert parse_facts(right)["colours"] == [spec.colour]
+
+
+def test_sample_suite_is_every_example_clip_with_its_prompts_and_facts():
+    from lvspec.bench import sample_suite
+
+    items = sample_suite()
+    assert len(items) == sum(len(e["prompts"]) for e in EXAMPLES)
+    assert {Path(i.video).name for i in items} == {e["video"] for e in EXAMPLES}
+    assert all(Path(i.video).is_file() for i in items)
+    first = [i for i in items if Path(i.video).name == EXAMPLES[0]["video"]]
+    assert [i.prompt for i in first] == EXAMPLES[0]["prompts"] and first[0].scene == scene_of(EXAMPLES[0])
