@@ -28,7 +28,7 @@ from .vocab import build_processor, build_tokenizer, tiny_config
 # and the draft is clearly weaker at reading the video.
 SIZES = {
     "target": dict(hidden=256, layers=12, heads=4, kv_heads=2, vision_hidden=128, vision_depth=4),
-    "draft": dict(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=32, vision_depth=1),
+    "draft": dict(hidden=128, layers=1, heads=4, kv_heads=2, vision_hidden=64, vision_depth=2),
 }
 
 
@@ -199,7 +199,7 @@ def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], 
 
 
 def plot_loss(history: list[tuple[int, float]], path: Path, title: str,
-              ylabel: str = "answer loss, fact words weighted (nats/token)") -> None:
+              ylabel: str = "weighted answer loss (nats/token)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,7 +221,7 @@ def plot_loss(history: list[tuple[int, float]], path: Path, title: str,
 def loss_label(c: TrainConfig) -> str:
     if c.stage == "vision":
         return "object read-out loss (nats/object)"
-    return "answer loss, fact words weighted (nats/token)"
+    return "weighted answer loss (nats/token)"
 
 
 def train(c: TrainConfig) -> Path:
