@@ -116,3 +116,17 @@ def test_sample_suite_is_every_example_clip_with_its_prompts_and_facts():
     assert all(Path(i.video).is_file() for i in items)
     first = [i for i in items if Path(i.video).name == EXAMPLES[0]["video"]]
     assert [i.prompt for i in first] == EXAMPLES[0]["prompts"] and first[0].scene == scene_of(EXAMPLES[0])
+
+
+def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
+    """The eval command's own path (rendered clip → mp4 → video reader → vanilla answer → parser) on clips
+    no training step saw: the target states colours, shapes and counts right on most questions that ask them
+    and motions more often than not, and the draft is clearly worse."""
+    from lvspec.toyworld.evaluate import FACTS, accuracy, held_out
+
+    items = held_out(25, tmp_path, seed=1)
+    target = accuracy(str(TARGET), items)["accuracy"]
+    floors = {"colour": 0.8, "shape": 0.8, "count": 0.8, "motion": 0.5}
+    assert all(target[fact] >= floors[fact] for fact in FACTS), target
+    draft = accuracy(str(DRAFT), items)["accuracy"]
+    assert draft["overall"] <= target["overall"] - 0.1, (draft, target)
