@@ -388,7 +388,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     race_t = gr.State(0.0)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            video = gr.Video(label="Video", sources=["upload"], height=260)
+            video = gr.Video(label="Video", sources=["upload"], height=260, elem_id="video")
             prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=4)
             with gr.Row():
                 run_btn = gr.Button("Run: LVSpec, exact SD, vanilla", variant="primary", elem_id="run")

@@ -131,7 +131,7 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tm
 
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video.").first.click()
-    expect(page.locator("video").first).to_be_visible()
+    expect(page.locator("#video video")).to_be_visible()
     expect(page.get_by_label("Question")).to_have_value("Describe the video.")
     # Count the coloured tokens in the live panel at every change of it, from before the run starts.
     page.evaluate(
