@@ -198,8 +198,7 @@ def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], 
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
-def plot_loss(history: list[tuple[int, float]], path: Path, title: str,
-              ylabel: str = "weighted answer loss (nats/token)") -> None:
+def plot_loss(history: list[tuple[int, float]], path: Path, title: str, ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
