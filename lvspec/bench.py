@@ -191,13 +191,22 @@ SWEEP_LAMS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)
 SWEEP_WINDOWS = (0, 3)
 
 
+def unguarded(settings: Settings) -> Settings:
+    """The paper's own rule: no relevance floor τ, no filler guard ε."""
+    return replace(settings, tau=None, min_ratio=0.0)
+
+
 def sweep_configs(settings: Settings, lams=SWEEP_LAMS, windows=SWEEP_WINDOWS) -> Configs:
     """The speed/quality frontier: LVSpec over λ × w, the random peer at the same λ (same looseness, no
-    relevance), FLy at its published setting, exact-match SD and vanilla as the two ends."""
+    relevance), FLy at its published setting, exact-match SD and vanilla as the two ends; with a τ floor
+    or an ε guard set, LVSpec without them at the same λ beside it (what the guards buy)."""
     configs: Configs = {"vanilla": ("vanilla", settings), "exact": ("exact", settings), "fly": ("fly", settings)}
     for w in windows:
         for lam in lams:
             configs[f"lvspec λ={lam:g} w={w}"] = ("lvspec", replace(settings, lam=lam, window=w))
+    if unguarded(settings) != settings:
+        for lam in lams[1:]:
+            configs[f"lvspec λ={lam:g} w={settings.window} unguarded"] = ("lvspec", replace(unguarded(settings), lam=lam))
     for lam in lams[1:]:
         configs[f"random λ={lam:g} w={settings.window}"] = ("random", replace(settings, lam=lam))
     return configs

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoProcessor
 
 from lvspec.toyworld import TARGET
+from lvspec.toyworld import answers as A
 from lvspec.toyworld.data import OBJECT_HEADS, TRAIN, collate, make_sample
 from lvspec.toyworld.world import COLOURS, STYLES, render, render_labelled, sample_scene
 
@@ -66,3 +67,18 @@ def test_every_opening_of_a_motion_phrase_carries_the_fact_weight():
         assert opening in weighted, phrase
     filler = {tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in ("the", "is", "video", "and")}
     assert not filler & weighted
+
+
+def test_a_training_mix_leans_on_crowded_clips_and_descriptions():
+    from lvspec.toyworld.data import Mix
+
+    lean = [make_sample((TRAIN, 3, 0, i), "target", 4, mix=Mix(multi_shape=0.9, describe=0.8)) for i in range(60)]
+    plain = [make_sample((TRAIN, 3, 0, i), "target", 4) for i in range(60)]
+
+    def shares(samples):
+        crowded = sum(len(s.scene.shapes) > 1 for s in samples) / len(samples)
+        first = [s.turns[0][0] for s in samples]
+        return crowded, sum(A.parse_prompt(s.scene, p).kind == "describe" for s, p in zip(samples, first)) / len(samples)
+
+    (crowded, describe), (crowded0, describe0) = shares(lean), shares(plain)
+    assert crowded > 0.8 and describe > 0.6 and describe0 < 0.6 and crowded > crowded0

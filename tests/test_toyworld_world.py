@@ -230,6 +230,19 @@ def test_styles_word_the_same_facts_differently():
     assert openers["target"] & openers["draft"]
 
 
+def test_styles_name_a_motion_with_the_same_words():
+    scene = Scene((ShapeSpec("star", "green", "right"), ShapeSpec("square", "red", "growing")), "plain")
+    rng = np.random.default_rng(2)
+    motion = set(A._MOTION_WORDS) | A.motion_verbs()
+    share = {}
+    for style in A.STYLES:
+        words = [w for _ in range(400) for w in A.answer(scene, "Describe the video.", rng, style).lower().split()
+                 if w.strip(".,;:") in motion]
+        share[style] = {w: words.count(w) / len(words) for w in set(words)}
+    variation = sum(abs(share["target"].get(w, 0) - share["draft"].get(w, 0)) for w in share["target"] | share["draft"])
+    assert variation / 2 < 0.08, share
+
+
 def test_answers_are_deterministic_and_use_visual_words():
     scene = sample_scene(np.random.default_rng(8), n_shapes=3)
     one = A.answer(scene, "Describe the video.", np.random.default_rng(1), "draft")

@@ -321,3 +321,21 @@ def test_frontier_groups_configs_into_families_in_lambda_order():
 def test_bench_figure_exports_png(tmp_path):
     viz.save_bench_figure(sweep_result(), tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_with_guards_sets_the_papers_rule_beside_them_as_its_own_family():
+    from lvspec.bench import sweep_configs
+    from lvspec.decode import Settings
+
+    configs = sweep_configs(Settings(min_ratio=0.2, tau=0.6))
+    bare = {label: s for label, (m, s) in configs.items() if label.endswith("unguarded")}
+    assert len(bare) == 5 and all(s.tau is None and s.min_ratio == 0 and s.window == 3 for s in bare.values())
+    assert not any(label.endswith("unguarded") for label in sweep_configs(Settings(min_ratio=0.0, tau=None)))
+    result = sweep_result()
+    for config in result["configs"].values():
+        config["min_ratio"] = 0.2
+    result["configs"]["lvspec λ=0.9 w=3 unguarded"] = {"method": "lvspec", "lam": 0.9, "window": 3, "min_ratio": 0.0}
+    result["methods"]["lvspec λ=0.9 w=3 unguarded"] = {"speedup": 2.7, "retention": 0.8}
+    series = viz.charts.frontier_series(result)
+    assert series["lvspec w=3 unguarded"] == [(2.7, 0.8, "λ=0.9")]
+    assert [name for _, _, name in series["lvspec w=3"]] == ["λ=0.3", "λ=0.9"]

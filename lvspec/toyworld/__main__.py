@@ -18,7 +18,10 @@ def main() -> None:
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         value = getattr(defaults, f.name)
-        kind = str if value is None else (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
+        if value is None:
+            kind = float if f.type.startswith("float") else str
+        else:
+            kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
         t.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value)
     e = sub.add_parser("eval", help="attribute accuracy of target and draft alone on held-out clips")
     e.add_argument("--n", type=int, default=200)

@@ -44,10 +44,20 @@ def _jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
     return np.stack(out)
 
 
-def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str = "default") -> Sample:
+@dataclass(frozen=True)
+class Mix:
+    """What a training stage draws more of, to work on a weakness; None keeps the world's own mix."""
+
+    multi_shape: float | None = None  # share of clips with 2 or 3 shapes (the world's: 2/3)
+    describe: float | None = None  # share of questions that ask for a description (the world's: 0.4)
+
+
+def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str = "default",
+                mix: Mix = Mix()) -> Sample:
     """A random clip at a random size, length and frame rate, with 1 to ``max_turns`` questions and answers."""
     rng = np.random.default_rng(seed)
-    scene = sample_scene(rng)
+    n_shapes = None if mix.multi_shape is None else 1 if rng.random() >= mix.multi_shape else int(rng.integers(2, 4))
+    scene = sample_scene(rng, n_shapes)
     n_frames = int(rng.integers(4, 17))
     # Real videos' shapes: landscape up to 16:9, sometimes portrait (a wider frame leaves the models too few rows).
     width = int(rng.integers(64, 193))
@@ -66,7 +76,7 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     )
     n_turns, turns, asked = int(rng.integers(1, max_turns + 1)), [], set()
     while len(turns) < n_turns:
-        prompt, kind = sample_prompt(scene, rng)
+        prompt, kind = sample_prompt(scene, rng, mix.describe)
         if kind not in asked:  # a repeated kind would be answered from the earlier reply, not the clip
             asked.add(kind)
             turns.append((prompt, answer(scene, prompt, rng, style=answer_style)))
@@ -154,13 +164,13 @@ class Batches(torch.utils.data.IterableDataset):
     """Batch ``step`` of a run is drawn from seeds (TRAIN, seed, step, i): resumable at any step."""
 
     def __init__(self, processor, seed: int, batch_size: int, answer_style: str, max_turns: int, start: int,
-                 steps: int):
+                 steps: int, mix: Mix = Mix()):
         self.processor, self.seed, self.batch_size = processor, seed, batch_size
-        self.answer_style, self.max_turns, self.start, self.steps = answer_style, max_turns, start, steps
+        self.answer_style, self.max_turns, self.start, self.steps, self.mix = answer_style, max_turns, start, steps, mix
 
     def __iter__(self):
         torch.set_num_threads(1)
         for step in range(self.start, self.steps):
-            samples = [make_sample((TRAIN, self.seed, step, i), self.answer_style, self.max_turns)
+            samples = [make_sample((TRAIN, self.seed, step, i), self.answer_style, self.max_turns, mix=self.mix)
                        for i in range(self.batch_size)]
             yield collate(self.processor, samples)

@@ -21,7 +21,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
 from .answers import anchor_words, corpus, motion_verbs
-from .data import INIT, OBJECT_HEADS, Batches, collate, make_sample
+from .data import INIT, OBJECT_HEADS, Batches, Mix, collate, make_sample
 from .vocab import build_processor, build_tokenizer, tiny_config
 
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
@@ -42,6 +42,8 @@ class TrainConfig:
     new_vision: bool = False  # with init: a fresh vision tower of this role's size, the language model from init
     stage: str = "full"  # "full": every weight, every loss; "vision": the vision tower alone, on the read-out
     max_turns: int = 4  # questions per clip in a training conversation
+    multi_shape: float | None = None  # share of clips with 2–3 shapes (None: the world's 2/3)
+    describe: float | None = None  # share of questions asking for a description (None: the world's 0.4)
     steps: int = 3000
     batch_size: int = 16
     lr: float = 1e-3
@@ -253,7 +255,7 @@ def train(c: TrainConfig) -> Path:
                                                              for i in range(64)]))
 
     style = c.role
-    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps)
+    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps, Mix(c.multi_shape, c.describe))
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
     model.train()
     bar = tqdm(loader, initial=start, total=c.steps, desc=f"train {c.role}", dynamic_ncols=True)
