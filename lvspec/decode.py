@@ -29,11 +29,11 @@ from .video import Clip
 @dataclass(frozen=True)
 class Settings:
     k: int = 10  # draft tokens per round
-    lam: float = 0.7  # relaxation ratio: share of each round's positions treated as fillers
+    lam: float = 0.8  # relaxation ratio: share of each round's positions treated as fillers
     top_n: int = 10  # video tokens averaged into a position's relevance
     tau: float | None = None  # relevance at or above which a position is always an anchor
     window: int = 3  # position-shift tolerance w (0 = off)
-    min_ratio: float = 0.0  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t)
+    min_ratio: float = 0.2  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t) (0: the paper's rule)
     layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
     video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
     max_new_tokens: int = 128
@@ -268,6 +268,12 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             trace.timing.identify_s += t3 - t2
             tally(trace, start, now)
             start += yield from _hand_over(trace, clock)
+
+        tail = text.rest()
+        if tail:
+            trace.tokens[-1].text += tail
+            tally(trace, start, clock())
+            yield trace
     finally:
         hidden_tap.close()
 

@@ -17,8 +17,17 @@ class Detokenizer:
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        full = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        full = self._decoded()
         if full.endswith("\ufffd"):
             return ""
         piece, self.text = full[len(self.text) :], full
         return piece
+
+    def rest(self) -> str:
+        """What is still held back when the answer ends inside a character (as replacement characters, the
+        way the tokenizer decodes it), so that the pieces add up to the decoded answer."""
+        piece, self.text = self._decoded()[len(self.text) :], self._decoded()
+        return piece
+
+    def _decoded(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

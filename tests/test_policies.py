@@ -25,6 +25,7 @@ def logits_for(target_ids: list[int], second: list[int] | None = None, margin: f
 
 def decide(method, drafts, targets, relevance, second=None, **settings) -> Decision:
     view = round_view(logits_for(targets, second), drafts, relevance, frozenset({STOP}))
+    settings.setdefault("min_ratio", 0.0)  # the paper's rule unless a test sets the guard
     return make_policy(method, Settings(**settings)).decide(view)
 
 
