@@ -81,6 +81,8 @@ def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settin
         trace.tokens.append(TokenEvent(token, text.push(token), "target", False, None, 0))
         if token in pair.stop_ids:
             break
+    if trace.tokens:
+        trace.tokens[-1].text += text.rest()
     trace.timing.prefill_s = target.first_s + draft.first_s
     tally(trace, start, end)
     s = trace.stats
