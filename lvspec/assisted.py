@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .decode import Clock, Settings, tally
+from .decode import Clock, Settings, settle_text, tally
 from .models import ModelPair
 from .text import Detokenizer
 from .trace import RunTrace, TokenEvent
@@ -81,8 +81,7 @@ def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settin
         trace.tokens.append(TokenEvent(token, text.push(token), "target", False, None, 0))
         if token in pair.stop_ids:
             break
-    if trace.tokens:
-        trace.tokens[-1].text += text.rest()
+    settle_text(trace, text)
     trace.timing.prefill_s = target.first_s + draft.first_s
     tally(trace, start, end)
     s = trace.stats

@@ -269,9 +269,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             tally(trace, start, now)
             start += yield from _hand_over(trace, clock)
 
-        tail = text.rest()
-        if tail:
-            trace.tokens[-1].text += tail
+        if settle_text(trace, text):
             tally(trace, start, clock())
             yield trace
     finally:
@@ -283,6 +281,16 @@ def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:
     paused = clock()
     yield trace
     return clock() - paused
+
+
+def settle_text(trace: RunTrace, text: Detokenizer) -> bool:
+    """Give the last token what the detokenizer still holds back (an answer that ends inside a character),
+    so the tokens' texts add up to the decoded answer; whether there was any."""
+    tail = text.rest()
+    if not tail or not trace.tokens:
+        return False
+    trace.tokens[-1].text += tail
+    return True
 
 
 def tally(trace: RunTrace, start: float, now: float) -> None:

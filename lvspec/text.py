@@ -26,7 +26,8 @@ class Detokenizer:
     def rest(self) -> str:
         """What is still held back when the answer ends inside a character (as replacement characters, the
         way the tokenizer decodes it), so that the pieces add up to the decoded answer."""
-        piece, self.text = self._decoded()[len(self.text) :], self._decoded()
+        full = self._decoded()
+        piece, self.text = full[len(self.text) :], full
         return piece
 
     def _decoded(self) -> str:

@@ -200,20 +200,15 @@ FRONTIER_COLOURS = {"lvspec w=3": "#0072B2", "lvspec w=0": "#56B4E9", "lvspec w=
 def frontier_series(result: dict) -> dict[str, list[tuple[float, float, str]]]:
     """A bench or sweep result as (speedup, retention, label) points per family, each family in λ order:
     LVSpec per shift window, the random peer, and single points for FLy, exact-match SD, hf and vanilla."""
-    def guarded(config: dict) -> bool:
-        return config.get("tau") is not None or config.get("min_ratio", 0.0) > 0
-
-    configs = result["configs"]
-    any_guarded = any(c["method"] == "lvspec" and guarded(c) for c in configs.values())
     series: dict[str, list[tuple[float, float, float, str]]] = {}
-    for label, config in configs.items():
+    for label, config in result["configs"].items():
         figures = result["methods"][label]
         if figures["speedup"] is None or figures["retention"] is None:
             continue
         method = config["method"]
         family = method
         if method == "lvspec":
-            family = f"lvspec w={config['window']}" + (" unguarded" if any_guarded and not guarded(config) else "")
+            family = f"lvspec w={config['window']}" + (" unguarded" if label.endswith(" unguarded") else "")
         point_label = f"λ={config['lam']:g}" if method in ("lvspec", "random") else method
         series.setdefault(family, []).append((config["lam"], figures["speedup"], figures["retention"], point_label))
     return {family: [(x, y, name) for _, x, y, name in sorted(points)] for family, points in series.items()}

@@ -23,6 +23,7 @@ T = TypeVar("T")
 STYLES = ("target", "draft")
 FAVOURITE_MASS = 0.6  # share of a style's picks that go to its favourite templates
 _FAVOURITES = {"target": (0, 1), "draft": (1, 2)}  # favourite template indices, modulo 5
+_FACT_STYLE = "target"  # whose favourites word a motion, for both styles (`_motion_phrase`)
 
 PROMPTS = {
     "describe": "Describe the video.",
@@ -146,10 +147,10 @@ def _motion_phrase(motion: str, rng: np.random.Generator) -> tuple[str, str]:
     in the phrasing around it, so the pair's mismatches fall on fillers and on the facts the draft misreads.
     """
     if motion in TRANSLATIONS:
-        finite, gerund = _pick(_MOVERS, rng, "target")
-        where = _pick(_DIRECTIONS[motion], rng, "target")
+        finite, gerund = _pick(_MOVERS, rng, _FACT_STYLE)
+        where = _pick(_DIRECTIONS[motion], rng, _FACT_STYLE)
         return f"{finite} {where}", f"{gerund} {where}"
-    return _pick(_IN_PLACE[motion], rng, "target")
+    return _pick(_IN_PLACE[motion], rng, _FACT_STYLE)
 
 
 def _noun(spec: ShapeSpec, article: str) -> str:
