@@ -168,8 +168,8 @@ def decode_runs(key: PairKey, video: str, prompt: str, settings: Settings, frame
 
 def summary(trace: RunTrace) -> str:
     s, t = trace.stats, trace.timing
-    return (f"{s.new_tokens} tokens · E[T] {s.mean_accepted_length:.2f} · {s.tokens_per_s:.1f} tok/s · "
-            f"{t.total_s:.2f} s")
+    return (f"{s.new_tokens} tokens · E[T] {s.mean_accepted_length:.2f} (max {trace.accepted_ceiling:.2f}) · "
+            f"{s.tokens_per_s:.1f} tok/s · {t.total_s:.2f} s")
 
 
 def column_html(trace: RunTrace | None, palette: str, missing: str = "waiting…") -> str:

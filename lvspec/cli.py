@@ -16,7 +16,8 @@ DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
 def summary(trace) -> str:
     s, t = trace.stats, trace.timing
     return (
-        f"[{trace.method}] {s.new_tokens} new tokens · E[T] {s.mean_accepted_length:.2f} · "
+        f"[{trace.method}] {s.new_tokens} new tokens · E[T] {s.mean_accepted_length:.2f} "
+        f"(max {trace.accepted_ceiling:.2f}) · "
         f"{s.tokens_per_s:.1f} tok/s · {t.total_s:.2f} s wall (prefill {t.prefill_s:.2f} s)"
     )
 

@@ -86,6 +86,23 @@ class RunTrace:
     def token_ids(self) -> list[int]:
         return [t.id for t in self.tokens]
 
+    @property
+    def committed(self) -> int:
+        """Tokens the target's verification passes committed: E[T] × passes."""
+        return round(self.stats.mean_accepted_length * self.stats.target_passes)
+
+    @property
+    def fewest_passes(self) -> int:
+        """Passes this answer would take if every drafted token were accepted, K + 1 tokens each."""
+        k = self.params.get("k", 0) if self.draft else 0
+        return -(-self.committed // (k + 1))
+
+    @property
+    def accepted_ceiling(self) -> float:
+        """The E[T] of a draft accepted in full on this answer: the answer's end cuts its last round short, so a
+        short answer cannot reach K + 1 whatever the draft and the policy."""
+        return self.committed / max(1, self.fewest_passes)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

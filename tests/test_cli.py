@@ -89,7 +89,7 @@ def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, sui
     res = run("bench", "--suite", str(suite), "--max-new-tokens", "12", "--target", str(folders / "target"),
               "--draft", str(folders / "near"), "--json", str(out), "--plot", str(plot))
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0].split()[:3] == ["method", "E[T]", "tok/s"]
+    assert res.stdout.splitlines()[0].split()[:5] == ["method", "E[T]", "E[T]", "max", "tok/s"]
     result = json.loads(out.read_text())
     assert set(result["methods"]) == {"vanilla", "exact", "lvspec", "fly", "random", "hf"} and len(result["items"]) == 2
     exact, vanilla = result["methods"]["exact"], result["methods"]["vanilla"]
@@ -98,6 +98,9 @@ def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, sui
         assert result["methods"][lossless]["token_f1"] == result["methods"][lossless]["rouge_l"] == 1.0
         assert all(item[lossless]["text"] == item["vanilla"]["text"] for item in result["items"])
     assert result["methods"]["hf"]["mean_accepted_length"] > 1.0
+    assert vanilla["accepted_ceiling"] == 1.0
+    for name, f in result["methods"].items():  # E[T] if every drafted token were accepted: at most K + 1
+        assert f["mean_accepted_length"] <= f["accepted_ceiling"] + 1e-9 and f["accepted_ceiling"] <= 11, name
     assert abs(sum(exact["shares"].values()) - 1.0) < 1e-6 and exact["shares"]["identify"] > 0
     assert result["machine"]["device"] == "cpu"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -90,7 +90,7 @@ def test_draft_equal_to_target_commits_k_plus_one_every_round(folders):
     with stop_token(pair, stop):
         trace = generate(pair, CLIPS[0], PROMPTS[0], "exact", Settings(k=k, max_new_tokens=1 + 5 * (k + 1)))
     assert [r.committed for r in trace.rounds] == [k + 1] * 5
-    assert trace.stats.mean_accepted_length == k + 1
+    assert trace.stats.mean_accepted_length == k + 1 == trace.accepted_ceiling
     assert all(v == "exact" for r in trace.rounds for v in r.verdicts)
     assert [t.verdict for t in trace.tokens[1 : k + 2]] == ["exact"] * k + ["bonus"]
 

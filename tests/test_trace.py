@@ -57,3 +57,12 @@ def test_saved_trace_loads_from_disk(pair, tmp_path):
     trace.save(tmp_path / "t.json")
     loaded = RunTrace.load(tmp_path / "t.json")
     assert loaded == trace and loaded.stats.mean_accepted_length == 1.0
+
+
+def test_accepted_ceiling_is_what_a_fully_accepted_draft_would_reach(pair):
+    trace = generate(pair, CLIPS[0], PROMPTS[0], "exact", Settings(k=4, max_new_tokens=14))
+    assert trace.committed == trace.stats.new_tokens - 1 == 13
+    assert trace.fewest_passes == 3  # 13 tokens in passes of at most K + 1 = 5
+    assert trace.accepted_ceiling == 13 / 3 >= trace.stats.mean_accepted_length
+    vanilla = generate(pair, CLIPS[0], PROMPTS[0], "vanilla", Settings(max_new_tokens=14))
+    assert vanilla.accepted_ceiling == 1.0
