@@ -400,9 +400,11 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 k = gr.Slider(1, 16, value=d.k, step=1, label="K: draft tokens per round")
                 lam = gr.Slider(0, 1, value=d.lam, step=0.05, label="λ: share of each round relaxed as fillers")
                 top_n = gr.Slider(1, 64, value=d.top_n, step=1, label="top-N video tokens in relevance")
-                tau = gr.Slider(0, 1, value=d.tau or 0, step=0.01, label="τ: relevance that always makes an anchor (0 = off)")
+                tau = gr.Slider(0, 1, value=d.tau or 0, step=0.01,
+                                label="τ: relevance that always makes an anchor (0 = off)")
                 window = gr.Slider(0, 5, value=d.window, step=1, label="w: position-shift tolerance (0 = off)")
-                min_ratio = gr.Slider(0, 1, value=d.min_ratio, step=0.05, label="ε: filler guard, p(draft) ≥ ε·p(target)")
+                min_ratio = gr.Slider(0, 1, value=d.min_ratio, step=0.05,
+                                      label="ε: filler guard, p(draft) ≥ ε·p(target)")
                 max_new = gr.Slider(8, 512, value=d.max_new_tokens, step=8, label="max new tokens")
                 frames = gr.Slider(2, 64, value=16, step=2, label="frames sampled from the video")
                 palette = gr.Radio(list(viz.PALETTES), value="default", label="token colours")

@@ -206,9 +206,10 @@ def sweep_configs(settings: Settings, lams=SWEEP_LAMS, windows=SWEEP_WINDOWS) ->
     for w in windows:
         for lam in lams:
             configs[f"lvspec λ={lam:g} w={w}"] = ("lvspec", replace(settings, lam=lam, window=w))
-    if unguarded(settings) != settings:
+    bare = unguarded(settings)
+    if bare != settings:
         for lam in lams[1:]:
-            configs[f"lvspec λ={lam:g} w={settings.window} unguarded"] = ("lvspec", replace(unguarded(settings), lam=lam))
+            configs[f"lvspec λ={lam:g} w={settings.window} unguarded"] = ("lvspec", replace(bare, lam=lam))
     for lam in lams[1:]:
         configs[f"random λ={lam:g} w={settings.window}"] = ("random", replace(settings, lam=lam))
     return configs

@@ -18,17 +18,16 @@ class Detokenizer:
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
         full = self._decoded()
-        if full.endswith("\ufffd"):
-            return ""
-        piece, self.text = full[len(self.text) :], full
-        return piece
+        return "" if full.endswith("\ufffd") else self._advance(full)
 
     def rest(self) -> str:
         """What is still held back when the answer ends inside a character (as replacement characters, the
         way the tokenizer decodes it), so that the pieces add up to the decoded answer."""
-        full = self._decoded()
-        piece, self.text = full[len(self.text) :], full
-        return piece
+        return self._advance(self._decoded())
 
     def _decoded(self) -> str:
         return self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _advance(self, full: str) -> str:
+        piece, self.text = full[len(self.text) :], full
+        return piece

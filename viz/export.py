@@ -47,7 +47,8 @@ def _slide(path: str | Path, title: str) -> Iterator[Axes]:
         yield ax
         handles, labels = ax.get_legend_handles_labels()
         if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), frameon=False, fontsize=9)
+            fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), frameon=False,
+                       fontsize=9)
         fig.savefig(path, dpi=DPI)
 
 

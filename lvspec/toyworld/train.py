@@ -255,7 +255,8 @@ def train(c: TrainConfig) -> Path:
                                                              for i in range(64)]))
 
     style = c.role
-    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps, Mix(c.multi_shape, c.describe))
+    mix = Mix(c.multi_shape, c.describe)
+    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
     model.train()
     bar = tqdm(loader, initial=start, total=c.steps, desc=f"train {c.role}", dynamic_ncols=True)
