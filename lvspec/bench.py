@@ -173,7 +173,7 @@ def run(pair: ModelPair, items: list[Item], configs: Configs, repeats: int = 1, 
         if progress:
             progress()
     table = figures(runs, items)
-    return {
+    result = {
         "configs": {label: {"method": m, **asdict(s)} for label, (m, s) in configs.items()},
         "target": pair.target_name,
         "draft": pair.draft_name,
@@ -187,6 +187,24 @@ def run(pair: ModelPair, items: list[Item], configs: Configs, repeats: int = 1, 
             for i, item in enumerate(items)
         ],
     }
+    if all(item.scene is not None for item in items):
+        result["by_kind"] = {
+            kind: {"items": len(subset), "methods": {m: asdict(f) for m, f in figures(runs_of, subset).items()}}
+            for kind, (runs_of, subset) in by_kind(runs, items).items()
+        }
+    return result
+
+
+def by_kind(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[str, tuple[dict, list[Item]]]:
+    """The runs and items of each question kind (toy scenes): where a method's E[T] comes from, since a
+    one-word answer bounds it as a long caption does not."""
+    from .toyworld.answers import parse_prompt
+
+    kinds: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        kinds.setdefault(parse_prompt(item.scene, item.prompt).kind, []).append(i)
+    return {kind: ({label: [per_item[i] for i in rows] for label, per_item in runs.items()}, [items[i] for i in rows])
+            for kind, rows in kinds.items()}
 
 
 SWEEP_LAMS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)
@@ -229,7 +247,19 @@ def print_table(result: dict) -> None:
         rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
                      num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]),
                      pct(f["token_f1"]), pct(f["rouge_l"]), *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    _print_rows(rows)
+    if "by_kind" in result:
+        print("\nE[T] (max) by question kind")
+        methods = [m for m in result["methods"] if m != "vanilla"]
+        rows = [["kind", "items", *methods]]
+        for kind, part in result["by_kind"].items():
+            rows.append([kind, str(part["items"]), *(f"{num(f['mean_accepted_length'])} ({num(f['accepted_ceiling'])})"
+                                                     for f in (part["methods"][m] for m in methods))])
+        _print_rows(rows)
+
+
+def _print_rows(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
 

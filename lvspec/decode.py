@@ -89,13 +89,18 @@ class Sequence:
     offset: int
 
     def forward(self, ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
-        """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all)."""
-        device = self.model.device
+        """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all).
+
+        Runs the language model and its head directly: a step after the prefill reads no pixels, and the
+        multimodal wrapper's per-call work is a fifth of a small draft's whole step on a CPU.
+        """
+        model, device = self.model, self.model.device
         start = self.cache.get_seq_length() + self.offset
         positions = torch.arange(start, start + len(ids), device=device)[None]
-        input_ids = torch.tensor([ids], device=device)
-        return self.model(input_ids=input_ids, position_ids=positions, cache=self.cache, use_cache=True,
-                          logits_to_keep=logits_to_keep).logits[0]
+        embeds = model.get_input_embeddings()(torch.tensor([ids], device=device))
+        hidden = model.get_decoder()(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
+                                     use_cache=True).last_hidden_state
+        return model.get_output_embeddings()(hidden[0, -logits_to_keep:])
 
     def crop(self, n: int) -> None:
         """Forget the last ``n`` tokens."""

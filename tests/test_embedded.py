@@ -130,3 +130,21 @@ def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
     assert all(target[fact] >= floors[fact] for fact in FACTS), target
     draft = accuracy(str(DRAFT), items)["accuracy"]
     assert draft["overall"] <= target["overall"] - 0.1, (draft, target)
+
+
+def test_bench_on_the_toy_suite_breaks_e_t_down_by_question_kind(embedded, tmp_path):
+    """Kinds cycle through the toy suite, so two items are a description and a colour question; each kind's
+    figures are those of its own item, and the suite's pooled E[T] lies between them."""
+    from lvspec.bench import run, toy_suite
+
+    items = toy_suite(2, tmp_path)
+    settings = Settings(max_new_tokens=48)
+    result = run(embedded, items, {m: (m, settings) for m in ("vanilla", "exact", "lvspec")})
+    assert {k: v["items"] for k, v in result["by_kind"].items()} == {"describe": 1, "colour": 1}
+    for method in ("exact", "lvspec"):
+        per_item = [row[method]["mean_accepted_length"] for row in result["items"]]
+        per_kind = [result["by_kind"][k]["methods"][method]["mean_accepted_length"] for k in ("describe", "colour")]
+        assert per_kind == pytest.approx(per_item)
+        pooled = result["methods"][method]["mean_accepted_length"]
+        assert min(per_item) - 1e-9 <= pooled <= max(per_item) + 1e-9
+        assert result["by_kind"]["colour"]["methods"][method]["facts_kept"] in (0.0, 1.0)
