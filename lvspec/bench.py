@@ -249,12 +249,13 @@ def print_table(result: dict) -> None:
                      pct(f["token_f1"]), pct(f["rouge_l"]), *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     _print_rows(rows)
     if "by_kind" in result:
-        print("\nE[T] (max) by question kind")
-        methods = [m for m in result["methods"] if m != "vanilla"]
-        rows = [["kind", "items", *methods]]
-        for kind, part in result["by_kind"].items():
-            rows.append([kind, str(part["items"]), *(f"{num(f['mean_accepted_length'])} ({num(f['accepted_ceiling'])})"
-                                                     for f in (part["methods"][m] for m in methods))])
+        print("\nE[T] (E[T] max) by question kind; items of each kind in the header")
+        kinds = result["by_kind"]
+        rows = [["method", *(f"{kind} ({part['items']})" for kind, part in kinds.items())]]
+        for m in result["methods"]:
+            if m != "vanilla":
+                figs = [part["methods"][m] for part in kinds.values()]
+                rows.append([m, *(f"{num(f['mean_accepted_length'])} ({num(f['accepted_ceiling'])})" for f in figs)])
         _print_rows(rows)
 
 
