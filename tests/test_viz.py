@@ -197,7 +197,8 @@ def test_timing_figure_bars_are_the_timing_fields_with_speedup():
         assert list(bar.y) == ["vanilla", "lvspec"]
         assert list(bar.x) == [getattr(va.timing, f"{bar.name}_s"), getattr(lv.timing, f"{bar.name}_s")]
     notes = [a.text for a in fig.layout.annotations]
-    assert "speedup 1.00×" in notes[0] and "speedup 2.78×" in notes[1] and "E[T] 3.00" in notes[1]
+    # per decoded token, as bench measures it: 12 tokens in 0.9 s against vanilla's 2 in 2.5 s
+    assert "speedup 1.00×" in notes[0] and "speedup 16.67×" in notes[1] and "E[T] 3.00" in notes[1]
     assert fig.layout.height and fig.layout.title.text
     alone = timing_rows([lv, lvspec_trace()])
     assert [r.label for r in alone] == ["lvspec #1", "lvspec #2"] and alone[0].speedup is None

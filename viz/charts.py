@@ -35,7 +35,7 @@ class TimingRow:
     seconds: dict[str, float]  # phase -> wall seconds
     tokens_per_s: float
     mean_accepted_length: float
-    speedup: float | None  # vs vanilla's decode time; None without a vanilla trace
+    speedup: float | None  # vs vanilla, per decoded token (as `bench`: answers differ in length); None without vanilla
 
     @property
     def total(self) -> float:
@@ -89,11 +89,6 @@ class SpeedupCurve:
         return f"ceiling (K+1) / (1 + K·c) = {self.ceiling:.2f}"
 
 
-def decode_seconds(trace: RunTrace) -> float:
-    """Wall time after the prefill: what speculative decoding can speed up."""
-    return trace.timing.total_s - trace.timing.prefill_s
-
-
 def _vanilla(traces: list[RunTrace]) -> RunTrace | None:
     return next((t for t in traces if t.method == "vanilla"), None)
 
@@ -112,8 +107,8 @@ def timing_rows(traces: list[RunTrace]) -> list[TimingRow]:
     rows = []
     for label, t in zip(_labels(traces), traces):
         speedup = None
-        if vanilla is not None and decode_seconds(t) > 0:
-            speedup = decode_seconds(vanilla) / decode_seconds(t)
+        if vanilla is not None and vanilla.stats.tokens_per_s > 0:
+            speedup = t.stats.tokens_per_s / vanilla.stats.tokens_per_s
         seconds = {p: getattr(t.timing, f"{p}_s") for p in PHASES}
         rows.append(TimingRow(label, seconds, t.stats.tokens_per_s, t.stats.mean_accepted_length, speedup))
     return rows
