@@ -319,6 +319,20 @@ def test_frontier_groups_configs_into_families_in_lambda_order():
     assert {trace.name for trace in fig.data} == set(series) and fig.layout.height
 
 
+def test_frontier_labels_skip_a_point_that_would_print_over_another():
+    """Speeds span 1.0–2.6, so points within 0.128× and 1.5 retention points of a labelled one go unlabelled;
+    in the chart they keep their name on hover."""
+    result = sweep_result()
+    result["configs"]["lvspec λ=0.5 w=3"] = {"method": "lvspec", "lam": 0.5, "window": 3}
+    result["methods"]["lvspec λ=0.5 w=3"] = {"speedup": 2.05, "retention": 0.9}  # beside λ=0.3's (2.0, 0.9)
+    labels = viz.charts.frontier_labels(viz.charts.frontier_series(result))
+    assert labels["lvspec w=3"] == ["λ=0.3", "", "λ=0.9"]
+    assert labels["random"] == [""]  # (1.9, 91%): 0.1× and 1 point from lvspec's λ=0.3
+    assert labels["fly"] == ["fly"] and labels["vanilla"] == ["vanilla"]
+    lvspec = next(t for t in viz.frontier_figure(result).data if t.name == "lvspec w=3")
+    assert list(lvspec.text) == ["λ=0.3", "", "λ=0.9"] and list(lvspec.customdata) == ["λ=0.3", "λ=0.5", "λ=0.9"]
+
+
 def test_bench_figure_exports_png(tmp_path):
     viz.save_bench_figure(sweep_result(), tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"

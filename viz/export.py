@@ -26,6 +26,7 @@ from .charts import (
     POINT_COLOUR,
     TIMING_TITLE,
     acceptance_counts,
+    frontier_labels,
     frontier_series,
     round_lengths,
     speedup_curve,
@@ -111,17 +112,13 @@ def save_speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float,
 def save_bench_figure(result: dict, path: str | Path) -> None:
     """A bench or sweep result: the speed/retention frontier."""
     series = frontier_series(result)
-    speedups = [x for points in series.values() for x, _, _ in points]
-    near = 0.05 * (max(speedups) - min(speedups) or 1.0)  # a label this close to another would overprint it
-    labelled: list[tuple[float, float]] = []
+    labels = frontier_labels(series)
     with _slide(path, FRONTIER_TITLE) as ax:
         for family, points in series.items():
             xs, ys = [p[0] for p in points], [100 * p[1] for p in points]
             ax.plot(xs, ys, "o-" if len(points) > 1 else "o", color=FRONTIER_COLOURS.get(family), label=family)
-            for x, y, name in points:
-                if all(abs(x - lx) >= near or abs(100 * y - ly) >= 1.5 for lx, ly in labelled):
-                    labelled.append((x, 100 * y))
-                    ax.annotate(name, (x, 100 * y), xytext=(0, 6), textcoords="offset points", ha="center",
-                                fontsize=8)
+            for x, y, name in zip(xs, ys, labels[family]):
+                if name:
+                    ax.annotate(name, (x, y), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
         ax.set_xlabel("decode speedup vs vanilla (×)")
         ax.set_ylabel("retention (% of the target's quality)")
