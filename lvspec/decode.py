@@ -88,19 +88,22 @@ class Sequence:
     cache: DynamicCache
     offset: int
 
-    def forward(self, ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
-        """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all).
+    def __post_init__(self):
+        # Steps after the prefill run the language model and its head directly: they read no pixels, and the
+        # multimodal wrapper's per-call work is a fifth of a small draft's whole step on a CPU.
+        self._embed = self.model.get_input_embeddings()
+        self._decoder = self.model.get_decoder()
+        self._head = self.model.get_output_embeddings()
 
-        Runs the language model and its head directly: a step after the prefill reads no pixels, and the
-        multimodal wrapper's per-call work is a fifth of a small draft's whole step on a CPU.
-        """
-        model, device = self.model, self.model.device
+    def forward(self, ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
+        """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all)."""
+        device = self.model.device
         start = self.cache.get_seq_length() + self.offset
         positions = torch.arange(start, start + len(ids), device=device)[None]
-        embeds = model.get_input_embeddings()(torch.tensor([ids], device=device))
-        hidden = model.get_decoder()(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
-                                     use_cache=True).last_hidden_state
-        return model.get_output_embeddings()(hidden[0, -logits_to_keep:])
+        embeds = self._embed(torch.tensor([ids], device=device))
+        hidden = self._decoder(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
+                               use_cache=True).last_hidden_state
+        return self._head(hidden[0, -logits_to_keep:])
 
     def crop(self, n: int) -> None:
         """Forget the last ``n`` tokens."""

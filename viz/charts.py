@@ -221,7 +221,8 @@ def frontier_labels(series: dict[str, list[tuple[float, float, str]]]) -> dict[s
         labels[family] = []
         for x, y, name in points:
             free = all(abs(x - px) >= near or abs(100 * (y - py)) >= 1.5 for px, py in placed)
-            placed += [(x, y)] if free else []
+            if free:
+                placed.append((x, y))
             labels[family].append(name if free else "")
     return labels
 
