@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "videos" / "red-circle-right.mp4"
 SHOTS = ROOT / "test-output"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WAIT = 120_000  # ms: a browser action's or assertion's patience on a busy CPU
 
 
 def _free_port() -> int:
@@ -114,13 +115,14 @@ def page(app_url):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
         pytest.skip("no chromium on this machine")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(WAIT)
+        expect.set_options(timeout=WAIT)  # Playwright's 5 s default for assertions fails on a busy CPU
         page.goto(app_url)
         yield page
         browser.close()

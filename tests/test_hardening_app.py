@@ -274,12 +274,13 @@ def page(app_module):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
         pytest.skip("no chromium on this machine")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(WAIT)
+        expect.set_options(timeout=WAIT)  # Playwright's 5 s default for assertions fails on a busy CPU
         page.goto(app_module.url)
         yield page
         browser.close()
