@@ -56,7 +56,7 @@ def test_every_opening_of_a_motion_phrase_carries_the_fact_weight():
     """A weighted loss scales each candidate's learnt probability by its weight: if "grows" weighed more than
     "moves" or "stays", an unsure model would say every shape grows."""
     from lvspec.toyworld.answers import _DIRECTIONS, _IN_PLACE, _MOVERS
-    from lvspec.toyworld.train import fact_ids
+    from lvspec.toyworld.data import fact_ids
 
     tokenizer = AutoProcessor.from_pretrained(TARGET).tokenizer
     weighted = set(fact_ids(tokenizer).tolist())
@@ -77,8 +77,57 @@ def test_a_training_mix_leans_on_crowded_clips_and_descriptions():
 
     def shares(samples):
         crowded = sum(len(s.scene.shapes) > 1 for s in samples) / len(samples)
-        first = [s.turns[0][0] for s in samples]
+        first = [s.turns[0].prompt for s in samples]
         return crowded, sum(A.parse_prompt(s.scene, p).kind == "describe" for s, p in zip(samples, first)) / len(samples)
 
     (crowded, describe), (crowded0, describe0) = shares(lean), shares(plain)
     assert crowded > 0.8 and describe > 0.6 and describe0 < 0.6 and crowded > crowded0
+
+
+def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_word_names():
+    """A reply begun in the other style's words is context, not a target; a choice's letter carries the
+    answer's weight; a colour or shape word points at the object-weight row of the object it names."""
+    from lvspec.toyworld.data import Mix, fact_ids
+
+    processor = AutoProcessor.from_pretrained(TARGET)
+    tokenizer = processor.tokenizer
+    mix = Mix(describe=0.0, mixed=1.0)
+    samples = [make_sample((TRAIN, 4, 0, i), "target", 4, mix=mix) for i in range(24)]
+    batch = collate(processor, samples)
+    given = [t for s in samples for t in s.turns if t.given]
+    choices = [t for s in samples for t in s.turns if t.kind == "choice"]
+    assert given and choices
+    labels, answer = batch["labels"], batch["answer_mask"]
+    assert (labels != -100).sum() < answer.sum()  # the given prefixes are left out
+    facts = set(fact_ids(tokenizer).tolist())
+    first_object = 0
+    for row, sample in enumerate(samples):
+        text = tokenizer.decode(labels[row][labels[row] != -100])
+        for turn in sample.turns:
+            assert turn.reply[len(turn.given):].strip() in text  # the rest of every reply is trained
+            if turn.given:
+                assert turn.reply not in text
+        marked = batch["fact_mask"][row] & ~torch.isin(batch["input_ids"][row], torch.tensor(sorted(facts)))
+        letters = {tokenizer.decode([i]) for i in batch["input_ids"][row][marked].tolist()}
+        assert letters <= set("ABCD") and (bool(letters) == any(t.kind == "choice" for t in sample.turns))
+        named = batch["token_objects"][row]
+        for position in torch.nonzero(named >= 0).flatten().tolist():
+            word = tokenizer.decode([int(batch["input_ids"][row, position])]).strip().lower()
+            spec = sample.scene.shapes[int(named[position]) - first_object]
+            assert answer[row, position] and word in (spec.colour, spec.shape)
+        first_object += len(sample.scene.shapes)
+
+
+def test_the_tokenizer_grows_for_the_long_form_words_and_keeps_every_old_id():
+    from lvspec.toyworld.train import longform_texts
+    from lvspec.toyworld.vocab import build_tokenizer, extend_tokenizer
+
+    new_texts, old_texts = longform_texts(400, seed=1)
+    old = build_tokenizer(old_texts, vocab_size=400)  # a tokenizer of the short tasks alone
+    grown = extend_tokenizer(old, new_texts[:400], old_texts)
+    assert len(grown) > len(old)
+    assert all(grown(t)["input_ids"] == old(t)["input_ids"] for t in old_texts)
+    assert grown.convert_tokens_to_ids(["<|video_pad|>", "<|im_end|>"]) == old.convert_tokens_to_ids(["<|video_pad|>", "<|im_end|>"])
+    word = " background"
+    assert len(grown(word)["input_ids"]) == 1 < len(old(word)["input_ids"])
+    assert grown.decode(grown(new_texts[0])["input_ids"]) == new_texts[0]

@@ -152,7 +152,8 @@ def test_every_prompt_wording_is_answered_right(style):
         for kind, canonical in A.PROMPTS.items():
             for template in (canonical, *A.PROMPT_VARIANTS[kind]):
                 s = scene.shapes[int(rng.integers(len(scene.shapes)))]
-                prompt = template.format(shape=s.shape, colour=s.colour)
+                prompt = A.prompt_for(kind, scene, s, rng) if kind == "choice" else \
+                    template.format(shape=s.shape, colour=s.colour)
                 question = A.parse_prompt(scene, prompt)
                 assert question.kind == kind and question.subject in (None, s), prompt
                 text = A.answer(scene, prompt, rng, style)
@@ -258,7 +259,7 @@ def test_answers_are_deterministic_and_use_visual_words():
 def test_corpus_is_deterministic_and_covers_both_styles():
     a = list(A.corpus(50, np.random.default_rng(0)))
     assert a == list(A.corpus(50, np.random.default_rng(0))) and len(a) == 50
-    assert all(text.count("\n") == 1 for text in a)
+    assert all(all(part.strip() for part in text.rsplit("\n", 1)) for text in a)  # a prompt, then its answer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,3 +278,96 @@ def test_mp4_round_trips_through_decord(tmp_path, width, height, n_frames, fps):
     assert np.abs(back[:, :height, :width].astype(int) - frames).mean() < 8
     if (width, height, n_frames) == (112, 112, 16):
         assert path.stat().st_size < 12_000
+
+
+# ---------------------------------------------------------------------------------------------------
+# The long-form tasks
+
+
+@pytest.mark.parametrize("style", A.STYLES)
+def test_detailed_descriptions_parse_back_to_every_fact_in_several_sentences(style):
+    rng = np.random.default_rng(5)
+    for scene in scenes(300, seed=5):
+        text = A.answer(scene, A.PROMPTS["detailed"], rng, style)
+        facts = A.parse_facts(text)
+        assert bindings_of(scene) <= set(facts["bindings"]), text
+        assert facts["count"] == len(scene.shapes), text
+        assert A.score(scene, A.PROMPTS["detailed"], text) == dict.fromkeys(FACTS, True), text
+        assert text.count(". ") + 1 >= 3 + 2 * len(scene.shapes), text  # opening, two per object, scene, background
+
+
+def test_a_description_begun_in_one_style_is_finished_in_the_other_with_the_same_facts():
+    from lvspec.toyworld.longform import detailed, mixed_detailed
+
+    rng = np.random.default_rng(6)
+    for scene in scenes(200, seed=6):
+        plan = mixed_detailed(scene, rng, "target", "draft")
+        assert plan.given and plan.text.startswith(plan.given + " ") and len(plan.given) < len(plan.text)
+        assert A.score(scene, A.PROMPTS["detailed"], plan.text) == dict.fromkeys(FACTS, True), plan.text
+    # the prefix is the draft's wording, sentence for sentence: the same seed gives the draft's own plan
+    seed_rng = np.random.default_rng(7)
+    scene = scenes(1, seed=7)[0]
+    plan = mixed_detailed(scene, seed_rng, "target", "draft")
+    own = detailed(scene, np.random.default_rng(int(np.random.default_rng(7).integers(2**31))), "draft")
+    assert A._sentence_case(" ".join(own)).startswith(plan.given)
+
+
+def test_the_styles_word_descriptions_differently_but_name_facts_alike():
+    rng = np.random.default_rng(8)
+    differ = 0
+    for scene in scenes(100, seed=8):
+        seed = int(rng.integers(2**31))
+        texts = [A.answer(scene, A.PROMPTS["detailed"], np.random.default_rng(seed), s) for s in A.STYLES]
+        differ += texts[0] != texts[1]
+        assert A.score(scene, A.PROMPTS["detailed"], texts[1]) == A.score(scene, A.PROMPTS["detailed"], texts[0])
+    assert differ > 90
+
+
+def test_medium_answers_name_the_asked_object_and_everything_else():
+    rng = np.random.default_rng(9)
+    for scene in scenes(300, seed=9):
+        s = scene.shapes[int(rng.integers(len(scene.shapes)))]
+        prompt = A.PROMPTS["medium"].format(colour=s.colour, shape=s.shape)
+        assert A.parse_prompt(scene, prompt) == A.Question("medium", s)
+        for style in A.STYLES:
+            text = A.answer(scene, prompt, rng, style)
+            assert text.lower().startswith(("the", "at the", "in the", "what")) and f"{s.colour} {s.shape}" in text
+            assert A.score(scene, prompt, text) == dict.fromkeys(FACTS, True), text
+            # stating a wrong motion for the asked object is caught
+            wrong = next(m for m in MOTIONS if m != s.motion)
+            other = Scene(tuple(ShapeSpec(x.shape, x.colour, wrong) if x == s else x for x in scene.shapes),
+                          scene.background)
+            assert not A.score(other, prompt.replace(s.colour, s.colour), text)["motion"]
+
+
+def test_multiple_choice_is_scored_by_the_letter():
+    from lvspec.toyworld.longform import LETTERS, chosen_letter, parse_choice
+
+    rng = np.random.default_rng(10)
+    facts = set()
+    for scene in scenes(200, seed=10):
+        prompt = A.prompt_for("choice", scene, scene.shapes[0], rng)
+        question, options = parse_choice(prompt)
+        assert list(options) == list(LETTERS) and len(set(options.values())) == 4
+        q = A.parse_prompt(scene, prompt)
+        facts.add(q.fact)
+        assert A.answer(scene, prompt, rng, "target") == f"{q.letter}." == A.answer(scene, prompt, rng, "draft")
+        assert A.score(scene, prompt, f"{q.letter}.") == {"choice": True}
+        wrong = next(letter for letter in LETTERS if letter != q.letter)
+        assert A.score(scene, prompt, f"({wrong}) {options[wrong]}") == {"choice": False}
+        assert A.score(scene, prompt, "I am not sure.") == {"choice": False}
+    assert facts == {"colour", "shape", "motion", "count"}
+    assert chosen_letter("B. blue") == "B" and chosen_letter("The answer is (c).") == "C"
+    assert chosen_letter("A red circle.") is None and parse_choice("Describe the video.") is None
+
+
+def test_filler_frames_state_no_fact():
+    """No frame of the long-form tasks uses a word of the parser's tables: a filler can never change a fact."""
+    from lvspec.toyworld import longform as L
+
+    words = A.anchor_words() - {"one", "two", "three"}
+    frames = [*L.OPENINGS, *L.OBJECTS, *L.LOOKS, *L.TOGETHER, *L.ALONE, *L.BACKGROUNDS, *L.CLOSINGS,
+              *L.MEDIUM_MAIN, *L.MEDIUM_OTHER, *L.MEDIUM_NOTHING]
+    for frame in frames:
+        plain = re.sub(r"\{[a-z_]+\}", " ", frame)
+        assert not set(A._words(plain)) & words, frame

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from .longform import CHOICE_QUESTIONS, COUNT_OPTIONS, MOTION_OPTIONS, choice, chosen_letter, detailed, medium, parse_choice
 from .world import COLOURS, SHAPES, TRANSLATIONS, Scene, ShapeSpec, sample_scene
 
 T = TypeVar("T")
@@ -31,10 +32,20 @@ PROMPTS = {
     "shape": "What shape is the {colour} object?",
     "count": "How many shapes are there?",
     "motion": "Which way does the {colour} {shape} move?",
+    "detailed": "Describe the video in detail.",
+    "medium": "What is the {colour} {shape} doing, and what else is in the scene?",
+    "choice": "{question}",  # a question with four lettered options (`longform.choice`)
 }
 PROMPT_VARIANTS = {
+    "detailed": ("Provide a detailed description of the video.", "Give an elaborate description of what happens in "
+                 "the clip.", "Describe this video in detail.", "Describe everything you see in the clip in detail.",
+                 "Give a detailed account of the video.", "Write a detailed description of this clip."),
     "describe": ("Describe this video.", "What happens in the video?", "Describe what you see.",
                  "Give a caption for the video.", "What is shown in this clip?"),
+    "medium": ("What does the {colour} {shape} do, and what else can be seen?",
+               "Tell me what the {colour} {shape} is doing and what else is in the video.",
+               "What is happening with the {colour} {shape}, and what else appears?",
+               "What is the {shape} doing, and what else is in the scene?"),
     "colour": ("What color is the {shape}?", "Which colour is the {shape}?", "What is the colour of the {shape}?",
                "What color is the {shape} in the video?"),
     "shape": ("Which shape is {colour}?", "What is the {colour} shape?", "What kind of shape is the {colour} object?",
@@ -43,8 +54,12 @@ PROMPT_VARIANTS = {
               "How many shapes appear in the clip?"),
     "motion": ("In which direction does the {colour} {shape} move?", "How does the {colour} {shape} move?",
                "What does the {colour} {shape} do?", "Which way does the {shape} move?", "How does the {shape} move?"),
+    "choice": ("{question}",),
 }
-_KIND_WEIGHTS = {"describe": 0.4, "colour": 0.15, "shape": 0.15, "count": 0.1, "motion": 0.2}
+TASKS = {"detailed": "detailed", "describe": "describe", "medium": "medium", "choice": "choice",
+         **dict.fromkeys(("colour", "shape", "count", "motion"), "short QA")}  # the paper's task of each kind
+_KIND_WEIGHTS = {"detailed": 0.3, "describe": 0.15, "medium": 0.15, "choice": 0.12, "colour": 0.06, "shape": 0.06,
+                 "count": 0.06, "motion": 0.1}
 
 # ---------------------------------------------------------------------------------------------------
 # Visual words: the only words that carry facts. Templates use no other word from these tables.
@@ -194,10 +209,13 @@ def _caption(scene: Scene, rng: np.random.Generator, style: str) -> str:
 
 @dataclass(frozen=True)
 class Question:
-    """What a prompt asks: its kind (a key of `PROMPTS`) and, for per-object kinds, which object."""
+    """What a prompt asks: its kind (a key of `PROMPTS`) and, for per-object kinds, which object; for a
+    multiple-choice prompt, also the fact asked (``fact``) and the right option's letter (``letter``)."""
 
     kind: str
     subject: ShapeSpec | None = None
+    fact: str | None = None
+    letter: str | None = None
 
 
 def sample_prompt(scene: Scene, rng: np.random.Generator, describe: float | None = None) -> tuple[str, str]:
@@ -212,13 +230,28 @@ def sample_prompt(scene: Scene, rng: np.random.Generator, describe: float | None
     kinds = list(weights)
     kind = kinds[int(rng.choice(len(kinds), p=list(weights.values())))]
     subject = scene.shapes[int(rng.integers(len(scene.shapes)))]
+    if kind == "choice":
+        return choice(scene, rng, subject=subject).prompt, kind
     variants = PROMPT_VARIANTS[kind]
     template = PROMPTS[kind] if rng.random() < 0.5 else variants[int(rng.integers(len(variants)))]
     return template.format(shape=subject.shape, colour=subject.colour), kind
 
 
+def prompt_for(kind: str, scene: Scene, subject: ShapeSpec, rng: np.random.Generator) -> str:
+    """The canonical prompt of ``kind`` about ``subject`` (a multiple-choice one about a random fact)."""
+    if kind == "choice":
+        return choice(scene, rng, subject=subject).prompt
+    return PROMPTS[kind].format(shape=subject.shape, colour=subject.colour)
+
+
 def _prompt_kind(prompt: str) -> str:
+    if parse_choice(prompt):
+        return "choice"
     p = prompt.lower()
+    if "what else" in p:
+        return "medium"
+    if "detail" in p or "elaborate" in p:
+        return "detailed"
     if "how many" in p or p.startswith("count"):
         return "count"
     if any(k in p for k in ("describe", "what happens", "caption", "what is shown")):
@@ -235,12 +268,24 @@ def _prompt_kind(prompt: str) -> str:
 def parse_prompt(scene: Scene, prompt: str) -> Question:
     """Which fact ``prompt`` asks about, and of which of ``scene``'s objects (ValueError if none fits)."""
     kind = _prompt_kind(prompt)
-    if kind in ("describe", "count"):
+    if kind == "choice":
+        question, options = parse_choice(prompt)
+        asked = parse_prompt(scene, question)
+        if asked.kind not in CHOICE_QUESTIONS:
+            raise ValueError(f"prompt {prompt!r} asks a kind of question that has no options")
+        s = asked.subject
+        right = (COUNT_OPTIONS[len(scene.shapes) - 1] if asked.kind == "count" else
+                 MOTION_OPTIONS[s.motion] if asked.kind == "motion" else getattr(s, asked.kind))
+        letters = [letter for letter, option in options.items() if option.lower() == right]
+        if len(letters) != 1:
+            raise ValueError(f"prompt {prompt!r} has no single right option for this scene")
+        return Question(kind, asked.subject, asked.kind, letters[0])
+    if kind in ("detailed", "describe", "count"):
         return Question(kind)
     words = _words(prompt)
     colours = [_COLOUR_WORDS[w] for w in words if w in _COLOUR_WORDS]
     shapes = [_SHAPE_WORDS[w] for w in words if w in _SHAPE_WORDS]
-    named = {"colour": shapes, "shape": colours, "motion": shapes or colours}[kind]
+    named = {"colour": shapes, "shape": colours, "motion": shapes or colours, "medium": shapes or colours}[kind]
     matches = [s for s in scene.shapes
                if (not shapes or s.shape == shapes[0]) and (kind == "colour" or not colours or s.colour == colours[0])]
     if not named or len(matches) != 1:
@@ -251,6 +296,12 @@ def parse_prompt(scene: Scene, prompt: str) -> Question:
 def answer(scene: Scene, prompt: str, rng: np.random.Generator, style: str = "target") -> str:
     """The ground-truth answer to ``prompt`` about ``scene``, worded in ``style``'s preferred templates."""
     q = parse_prompt(scene, prompt)
+    if q.kind == "choice":
+        return f"{q.letter}."
+    if q.kind == "detailed":
+        return _sentence_case(" ".join(detailed(scene, rng, style)))
+    if q.kind == "medium":
+        return _sentence_case(medium(scene, q.subject, rng, style))
     if q.kind == "describe":
         return _sentence_case(_caption(scene, rng, style))
     if q.kind == "count":
@@ -315,9 +366,11 @@ def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
     facts = parse_facts(text)
     b = facts["bindings"]
     n = len(scene.shapes)
+    if q.kind == "choice":
+        return {"choice": chosen_letter(text) == q.letter}
     if q.kind == "count":
         return {"count": facts["count"] == n}
-    if q.kind == "describe":
+    if q.kind in ("detailed", "describe", "medium"):
         objects = {(c, s) for c, s, _ in b if c and s}
         return {
             "colour": all({c for c, sh, _ in b if c and sh == s.shape} == {s.colour} for s in scene.shapes),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -19,10 +20,20 @@ from PIL import Image
 from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
-from .answers import answer, sample_prompt
+from .answers import STYLES, anchor_words, answer, motion_verbs, sample_prompt
+from .longform import mixed_detailed
 from .world import COLOURS, MOTIONS, SHAPES, Scene, render_labelled, sample_scene
 
 TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
+STYLES_DRAWN = ("default", "alt", "small")  # the renderers `Mix.render_styles` weighs, in its order
+
+
+@dataclass(frozen=True)
+class Turn:
+    prompt: str
+    reply: str
+    kind: str
+    given: str = ""  # the reply's first characters, worded by the other style: context, not trained on
 
 
 @dataclass
@@ -31,7 +42,7 @@ class Sample:
     frames: np.ndarray
     masks: np.ndarray  # (T, H, W): which shape covers each pixel, 0 = background
     metadata: VideoMetadata
-    turns: list[tuple[str, str]]  # (prompt, answer) pairs, asked in order
+    turns: list[Turn]  # asked in order
 
 
 def _jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
@@ -49,12 +60,18 @@ class Mix:
     """What a training stage draws more of, to work on a weakness; None keeps the world's own mix."""
 
     multi_shape: float | None = None  # share of clips with 2 or 3 shapes (the world's: 2/3)
-    describe: float | None = None  # share of questions that ask for a description (the world's: 0.4)
+    describe: float | None = None  # share of questions that ask for a short description (the world's: 0.15)
+    mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
+    render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
 
 
-def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str = "default",
+def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str | None = None,
                 mix: Mix = Mix()) -> Sample:
-    """A random clip at a random size, length and frame rate, with 1 to ``max_turns`` questions and answers."""
+    """A random clip at a random size, length and frame rate, with 1 to ``max_turns`` questions and answers.
+
+    ``render_style`` None draws the renderer from ``mix.render_styles``. With ``mix.mixed``, a detailed
+    description is sometimes begun in the other style's words and finished in ``answer_style``'s, as the
+    target reads it mid-answer once LVSpec has kept the draft's fillers (and the draft, the target's)."""
     rng = np.random.default_rng(seed)
     n_shapes = None if mix.multi_shape is None else 1 if rng.random() >= mix.multi_shape else int(rng.integers(2, 4))
     scene = sample_scene(rng, n_shapes)
@@ -64,6 +81,9 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     height = int(width * rng.uniform(0.56, 1.0))
     if rng.random() < 0.2:
         width, height = height, width
+    if render_style is None:
+        weights = np.array(mix.render_styles + (0.0,) * (len(STYLES_DRAWN) - len(mix.render_styles)))
+        render_style = STYLES_DRAWN[int(rng.choice(len(weights), p=weights / weights.sum()))]
     frames, masks = render_labelled(scene, rng, width, height, n_frames, style=render_style)
     if rng.random() < 0.3:
         frames = _jpeg(frames, int(rng.integers(25, 90)))
@@ -77,36 +97,76 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     n_turns, turns, asked = int(rng.integers(1, max_turns + 1)), [], set()
     while len(turns) < n_turns:
         prompt, kind = sample_prompt(scene, rng, mix.describe)
-        if kind not in asked:  # a repeated kind would be answered from the earlier reply, not the clip
-            asked.add(kind)
-            turns.append((prompt, answer(scene, prompt, rng, style=answer_style)))
+        if kind in asked:  # a repeated kind would be answered from the earlier reply, not the clip
+            continue
+        asked.add(kind)
+        if kind == "detailed" and rng.random() < mix.mixed:
+            other = next(s for s in STYLES if s != answer_style)
+            plan = mixed_detailed(scene, rng, answer_style, other)
+            turns.append(Turn(prompt, plan.text, kind, plan.given))
+        else:
+            turns.append(Turn(prompt, answer(scene, prompt, rng, style=answer_style), kind))
     return Sample(scene, frames, masks, metadata, turns)
 
 
-def conversation(processor, turns: list[tuple[str, str]]) -> str:
+def conversation(processor, turns: list[Turn]) -> str:
     """The chat text of a conversation whose first question carries the video."""
     messages = []
-    for i, (prompt, reply) in enumerate(turns):
-        question = [{"type": "text", "text": prompt}]
+    for i, turn in enumerate(turns):
+        question = [{"type": "text", "text": turn.prompt}]
         messages.append({"role": "user", "content": ([{"type": "video"}] if i == 0 else []) + question})
-        messages.append({"role": "assistant", "content": reply})
+        messages.append({"role": "assistant", "content": turn.reply})
     return processor.apply_chat_template(messages, tokenize=False)
 
 
-def answer_mask(input_ids: torch.Tensor, reply_start: list[int], eos_id: int) -> torch.Tensor:
-    """True on every token of every assistant reply, its end token included."""
-    mask = torch.zeros_like(input_ids, dtype=torch.bool)
+def reply_spans(input_ids: torch.Tensor, reply_start: list[int], eos_id: int) -> list[list[tuple[int, int]]]:
+    """For each row, the (first, end) token positions of every assistant reply, its end token included."""
+    spans = []
     n = len(reply_start)
-    for row, ids in enumerate(input_ids.tolist()):
-        inside = False
-        for j, token in enumerate(ids):
-            if inside:
-                mask[row, j] = True
-                inside = token != eos_id
-            elif j >= n and ids[j - n : j] == reply_start:
-                mask[row, j] = True
-                inside = token != eos_id
-    return mask
+    for ids in input_ids.tolist():
+        row, j = [], n
+        while j < len(ids):
+            if ids[j - n : j] == reply_start:
+                end = ids.index(eos_id, j) + 1 if eos_id in ids[j:] else len(ids)
+                row.append((j, end))
+                j = end
+            j += 1
+        spans.append(row)
+    return spans
+
+
+def fact_ids(tokenizer) -> torch.Tensor:
+    """Ids of the tokens a model must look at the video to get: whole fact words, the motion verbs, and the
+    first piece of any of them the tokenizer splits.
+
+    The loss weights these tokens alike (``fact_weight``). A weighted cross-entropy's optimum scales each
+    candidate's probability by its weight, so every token that can open a motion phrase must carry the same
+    weight: weighting "grows" (a fact word) but not "moves" or "stays" taught the model to say "grows" for
+    every clip whose motion it was unsure of.
+    """
+    words = anchor_words() | motion_verbs()
+    whole = {i for i, word in enumerate(token_words(tokenizer)) if word in words}
+    first = {tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in words}
+    return torch.tensor(sorted(whole | {i for i in first if tokenizer.decode([i]).strip()}))
+
+
+_fact_ids = lru_cache(maxsize=4)(fact_ids)
+
+
+@lru_cache(maxsize=4)
+def token_words(tokenizer) -> tuple[str, ...]:
+    """Each token id's text, stripped and lower-cased."""
+    return tuple(tokenizer.decode([i]).strip().lower() for i in range(len(tokenizer)))
+
+
+def token_objects(tokenizer, ids: list[int], scene: Scene) -> list[int]:
+    """For each token, which of ``scene``'s objects it names (a colour or shape word; shapes and colours are
+    distinct within a scene), else -1."""
+    names = {}
+    for i, spec in enumerate(scene.shapes):
+        names[spec.colour] = names[spec.shape] = i
+    words = token_words(tokenizer)
+    return [names.get(words[t], -1) for t in ids]
 
 
 def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -123,8 +183,26 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
         return_tensors="pt",
     )
     reply_start = tokenizer("<|im_start|>assistant\n")["input_ids"]
-    mask = answer_mask(batch["input_ids"], reply_start, tokenizer.eos_token_id)
-    batch["labels"] = batch["input_ids"].masked_fill(~mask, -100)
+    ids = batch["input_ids"]
+    answer = torch.zeros_like(ids, dtype=torch.bool)  # every reply token: what the alignment looks at
+    trained = torch.zeros_like(answer)  # less each reply's given prefix: what the next-token loss trains
+    facts = torch.isin(ids, _fact_ids(tokenizer))
+    objects = torch.full_like(ids, -1)
+    first_object = 0
+    for row, (sample, spans) in enumerate(zip(samples, reply_spans(ids, reply_start, tokenizer.eos_token_id))):
+        for turn, (first, end) in zip(sample.turns, spans):
+            answer[row, first:end] = True
+            given = len(tokenizer(turn.given, add_special_tokens=False)["input_ids"]) if turn.given else 0
+            trained[row, first + given : end] = True
+            if turn.kind == "choice":
+                facts[row, first] = True  # the letter carries the answer
+        named = torch.tensor(token_objects(tokenizer, ids[row].tolist(), sample.scene))
+        objects[row] = torch.where(answer[row] & (named >= 0), named + first_object, -1)
+        first_object += len(sample.scene.shapes)
+    batch["labels"] = ids.masked_fill(~trained, -100)
+    batch["answer_mask"] = answer
+    batch["fact_mask"] = facts & answer
+    batch["token_objects"] = objects  # row of `object_weights` a colour or shape word names, else -1
     batch.update(object_targets(samples, batch["video_grid_thw"], processor.video_processor.merge_size))
     return dict(batch)
 

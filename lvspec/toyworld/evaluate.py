@@ -19,13 +19,14 @@ from tqdm import tqdm
 from ..decode import Settings, generate
 from ..models import load_pair
 from ..video import VideoLimits, read_video
-from .answers import PROMPTS, score
+from .answers import PROMPTS, TASKS, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from .data import EVAL
-from .world import render, sample_scene
+from .world import render_labelled, sample_scene
 
-FACTS = ("colour", "shape", "motion", "count")
+FACTS = ("colour", "shape", "motion", "count", "choice")
 KINDS = tuple(PROMPTS)
+SHORT_KINDS = KINDS[:5]  # the kinds of the world before the long-form tasks
 
 
 @dataclass
@@ -34,40 +35,47 @@ class EvalItem:
     path: str
     prompt: str
     scene: object = field(repr=False)
+    masks: np.ndarray | None = field(default=None, repr=False)  # (T, H, W) per source frame: which shape, 0 = none
 
 
-def held_out(n: int, folder: Path, seed: int = 0, style: str = "default") -> list[EvalItem]:
-    """``n`` clips, each asked one canonical prompt; kinds cycle so every fact type is asked."""
+def held_out(n: int, folder: Path, seed: int = 0, style: str = "default", kinds: tuple[str, ...] = KINDS
+             ) -> list[EvalItem]:
+    """``n`` clips, each asked one canonical prompt; ``kinds`` cycle so every task and fact type is asked."""
     items = []
     for i in range(n):
         rng = np.random.default_rng((EVAL, seed, i))
         scene = sample_scene(rng)
         size = int(rng.integers(80, 257))
-        frames = render(scene, rng, size, int(size * rng.uniform(0.6, 1.0)), int(rng.integers(8, 25)), style=style)
+        frames, masks = render_labelled(scene, rng, size, int(size * rng.uniform(0.6, 1.0)), int(rng.integers(8, 25)),
+                                        style=style)
         path = folder / f"eval-{i:04d}.mp4"
         write_mp4(frames, path, fps=float(rng.uniform(8, 24)))
         subject = scene.shapes[int(rng.integers(len(scene.shapes)))]
-        prompt = PROMPTS[KINDS[i % len(KINDS)]].format(shape=subject.shape, colour=subject.colour)
-        items.append(EvalItem(i, str(path), prompt, scene))
+        items.append(EvalItem(i, str(path), prompt_for(kinds[i % len(kinds)], scene, subject, rng), scene, masks))
     return items
 
 
 def accuracy(model: str, items: list[EvalItem], frames: int = 16) -> dict:
-    """Per fact type: the share of asked facts the model states right; ``overall`` pools them."""
+    """Per fact type and per task: the share of asked facts the model states right; ``overall`` pools them."""
     pair = load_pair(model, device="cpu")
     right, asked = defaultdict(int), defaultdict(int)
+    task_right, task_asked = defaultdict(int), defaultdict(int)
     answers = []
     for item in tqdm(items, desc=Path(model).name, leave=False):
         clip = read_video(item.path, VideoLimits(max_frames=frames))
-        text = generate(pair, clip, item.prompt, "vanilla", Settings(max_new_tokens=64)).text
+        text = generate(pair, clip, item.prompt, "vanilla", Settings(max_new_tokens=256)).text
         verdict = score(item.scene, item.prompt, text)
+        task = TASKS[parse_prompt(item.scene, item.prompt).kind]
         for fact, ok in verdict.items():
             right[fact] += ok
             asked[fact] += 1
-        answers.append({"seed": item.seed, "prompt": item.prompt, "answer": text, "score": verdict})
+            task_right[task] += ok
+            task_asked[task] += 1
+        answers.append({"seed": item.seed, "prompt": item.prompt, "task": task, "answer": text, "score": verdict})
     table = {fact: right[fact] / asked[fact] for fact in FACTS if asked[fact]}
     table["overall"] = sum(right.values()) / sum(asked.values())
-    return {"accuracy": table, "asked": dict(asked), "answers": answers}
+    tasks = {task: task_right[task] / task_asked[task] for task in dict.fromkeys(TASKS.values()) if task_asked[task]}
+    return {"accuracy": table, "tasks": tasks, "asked": dict(asked), "answers": answers}
 
 
 def evaluate(models: dict[str, str], n: int = 200, seed: int = 0, style: str = "default") -> dict:
@@ -77,10 +85,11 @@ def evaluate(models: dict[str, str], n: int = 200, seed: int = 0, style: str = "
 
 
 def print_table(results: dict) -> None:
-    print(f"{'model':<10}" + "".join(f"{f:>9}" for f in (*FACTS, "overall")))
-    for name, r in results.items():
-        a = r["accuracy"]
-        print(f"{name:<10}" + "".join(f"{a.get(f, float('nan')):>9.1%}" for f in (*FACTS, "overall")))
+    for key, columns in (("accuracy", (*FACTS, "overall")), ("tasks", tuple(dict.fromkeys(TASKS.values())))):
+        print(f"{'model':<10}" + "".join(f"{c:>10}" for c in columns))
+        for name, r in results.items():
+            print(f"{name:<10}" + "".join(f"{r[key].get(c, float('nan')):>10.1%}" for c in columns))
+        print()
 
 
 def save(results: dict, path: str) -> None:

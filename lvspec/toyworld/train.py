@@ -20,9 +20,10 @@ from tqdm import tqdm
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
-from .answers import anchor_words, corpus, motion_verbs
+from .answers import STYLES, TASKS, answer, corpus, sample_prompt
 from .data import INIT, OBJECT_HEADS, Batches, Mix, collate, make_sample
-from .vocab import build_processor, build_tokenizer, tiny_config
+from .vocab import build_processor, build_tokenizer, extend_tokenizer, tiny_config
+from .world import sample_scene
 
 # Sized so that one target decode step costs ≳ 6 draft steps on a 2-core CPU (as 32B vs 7B on a GPU),
 # and the draft is clearly weaker at reading the video.
@@ -43,7 +44,10 @@ class TrainConfig:
     stage: str = "full"  # "full": every weight, every loss; "vision": the vision tower alone, on the read-out
     max_turns: int = 4  # questions per clip in a training conversation
     multi_shape: float | None = None  # share of clips with 2–3 shapes (None: the world's 2/3)
-    describe: float | None = None  # share of questions asking for a description (None: the world's 0.4)
+    describe: float | None = None  # share of questions asking for a short description (None: the world's 0.15)
+    mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
+    render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
+    extend_vocab: bool = False  # give the long-form tasks' words their own tokens (`vocab.extend_tokenizer`)
     steps: int = 3000
     batch_size: int = 16
     lr: float = 1e-3
@@ -55,6 +59,7 @@ class TrainConfig:
     centre: bool = True  # centre the video features at init (a fresh model only)
     fact_weight: float = 5.0  # loss weight of fact words (colour, shape, motion, count) against phrasing
     align_weight: float = 1.0  # weight of the relevance-alignment loss (0 = off)
+    look_weight: float = 0.2  # weight of the loss on where colour and shape words look (`look_loss`; 0 = off)
     readout_weight: float = 1.0  # weight of the training-only read-out of what each object is (0 = off)
     top_n: int = 10  # video tokens averaged into relevance, as the decode loop's default
     threads: int = 2
@@ -69,9 +74,41 @@ def lr_at(step: int, c: TrainConfig) -> float:
 
 def processor_for(c: TrainConfig):
     if c.init or c.tokenizer_from:
-        return AutoProcessor.from_pretrained(c.init or c.tokenizer_from)
-    tokenizer = build_tokenizer(corpus(20000, np.random.default_rng(c.seed)), vocab_size=c.vocab_size)
-    return build_processor(tokenizer, max_side=c.max_side)
+        processor = AutoProcessor.from_pretrained(c.tokenizer_from or c.init)
+    else:
+        tokenizer = build_tokenizer(corpus(20000, np.random.default_rng(c.seed)), vocab_size=c.vocab_size)
+        processor = build_processor(tokenizer, max_side=c.max_side)
+    if c.extend_vocab:
+        processor.tokenizer = extend_tokenizer(processor.tokenizer, *longform_texts())
+    return processor
+
+
+def longform_texts(n: int = 3000, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Prompts and answers of the long-form tasks (detailed, medium, choice) in both styles, and of the
+    other tasks: the words to give tokens, and the words whose tokens must not change."""
+    rng = np.random.default_rng(seed)
+    new, old = [], []
+    for _ in range(n):
+        scene = sample_scene(rng)
+        prompt, kind = sample_prompt(scene, rng)
+        for style in STYLES:
+            (new if TASKS[kind] in LONG_TASKS else old).append(f"{prompt}\n{answer(scene, prompt, rng, style)}")
+    return new, old
+
+
+LONG_TASKS = ("detailed", "medium", "choice")
+
+
+@torch.no_grad()
+def grow_vocabulary(model, old_tokenizer, tokenizer) -> None:
+    """Embedding rows for the tokens ``tokenizer`` adds to ``old_tokenizer``, each the mean of the rows of
+    the pieces the old tokenizer spelled it with (the head is tied to the embedding)."""
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weight = model.get_input_embeddings().weight
+    for i in range(old, len(tokenizer)):
+        pieces = old_tokenizer(tokenizer.decode([i]), add_special_tokens=False)["input_ids"]
+        weight[i] = weight[pieces].mean(0)
 
 
 @torch.no_grad()
@@ -84,21 +121,6 @@ def centre_video_features(model, batch: dict) -> None:
     """
     features = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"]).pooler_output
     model.model.visual.merger.mlp[-1].bias -= torch.cat(list(features)).mean(0)
-
-
-def fact_ids(tokenizer) -> torch.Tensor:
-    """Ids of the tokens a model must look at the video to get: whole fact words, the motion verbs, and the
-    first piece of any of them the tokenizer splits.
-
-    The loss weights these tokens alike (``fact_weight``). A weighted cross-entropy's optimum scales each
-    candidate's probability by its weight, so every token that can open a motion phrase must carry the same
-    weight: weighting "grows" (a fact word) but not "moves" or "stays" taught the model to say "grows" for
-    every clip whose motion it was unsure of.
-    """
-    words = anchor_words() | motion_verbs()
-    whole = {i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() in words}
-    first = {tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in words}
-    return torch.tensor(sorted(whole | {i for i in first if tokenizer.decode([i]).strip()}))
 
 
 class ObjectReadout(torch.nn.Module):
@@ -128,11 +150,11 @@ class ObjectReadout(torch.nn.Module):
         return torch.stack(losses).mean(), accuracy
 
 
-def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
+def training_loss(model, batch: dict, c: TrainConfig,
                   readout: ObjectReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise and its parts: next-token loss on the answers with fact words weighted
-    (``answer``), the object read-out (``readout``, with its per-head accuracies) and the relevance
-    alignment (``align``).
+    (``answer``), the object read-out (``readout``, with its per-head accuracies), the relevance ranking
+    (``align``) and where a colour or shape word looks (``look``).
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
     clip; weighting the few fact words (``fact_weight``) makes looking at the video pay from the first steps.
@@ -141,23 +163,31 @@ def training_loss(model, batch: dict, facts: torch.Tensor, c: TrainConfig,
     the video tokens, relying on what large video LLMs show, that visual words sit closer to the video than
     phrasing does. A model trained from scratch on a toy world does not grow that geometry by itself, so
     the target is taught it: within each answer every fact word's relevance should exceed every other
-    word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes).
+    word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes), and a colour
+    or shape word's nearest video tokens should be those of the object it names (`look_loss`).
     """
-    inputs = {k: v for k, v in batch.items() if k != "labels" and not k.startswith("object_")}
+    inputs = {k: v for k, v in batch.items() if k not in TRAINING_ONLY and not k.startswith("object_")}
     out = model(**inputs, output_hidden_states=True)
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
-    weights = (labels != -100).float() * torch.where(torch.isin(labels, facts), c.fact_weight, 1.0)
+    weights = (labels != -100).float() * torch.where(batch["fact_mask"][:, 1:], c.fact_weight, 1.0)
     parts = {"answer": (loss * weights.flatten()).sum() / weights.sum()}
     accuracy = {}
     if readout is not None:
         video = out.hidden_states[0][batch["input_ids"] == model.config.video_token_id]
         parts["readout"], accuracy = readout(video, batch)
+    layer = len(out.hidden_states) // 2  # the decode loop's default: the middle decoder layer
     if c.align_weight:
-        parts["align"] = alignment_loss(model, batch, out.hidden_states, facts, c.top_n)
-    total = parts["answer"] + c.readout_weight * parts.get("readout", 0.0) + c.align_weight * parts.get("align", 0.0)
+        parts["align"] = alignment_loss(model, batch, out.hidden_states[0], out.hidden_states[layer], c.top_n)
+    if c.look_weight:
+        parts["look"] = look_loss(model, batch, out.hidden_states[0], out.hidden_states[layer])
+    total = (parts["answer"] + c.readout_weight * parts.get("readout", 0.0)
+             + c.align_weight * parts.get("align", 0.0) + c.look_weight * parts.get("look", 0.0))
     return total, {name: part.item() for name, part in parts.items()} | accuracy
+
+
+TRAINING_ONLY = ("labels", "answer_mask", "fact_mask", "token_objects")  # batch entries the model never reads
 
 
 def vision_loss(model, batch: dict, readout: ObjectReadout) -> tuple[torch.Tensor, dict[str, float]]:
@@ -172,7 +202,10 @@ def build_model(c: TrainConfig, processor) -> Qwen2_5_VLForConditionalGeneration
     """A fresh model of the role's size, a saved one to continue, or a saved language model with a new
     vision tower of the role's size (``new_vision``)."""
     if c.init and not c.new_vision:
-        return Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32)
+        if model.get_input_embeddings().weight.shape[0] < len(processor.tokenizer):
+            grow_vocabulary(model, AutoProcessor.from_pretrained(c.init).tokenizer, processor.tokenizer)
+        return model
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(processor.tokenizer, **SIZES[c.role]))
     if c.init:
         saved = Qwen2_5_VLForConditionalGeneration.from_pretrained(c.init, dtype=torch.float32).state_dict()
@@ -182,21 +215,38 @@ def build_model(c: TrainConfig, processor) -> Qwen2_5_VLForConditionalGeneration
     return model
 
 
-def alignment_loss(model, batch: dict, hidden_states: tuple[torch.Tensor, ...], facts: torch.Tensor,
-                   top_n: int) -> torch.Tensor:
+def alignment_loss(model, batch: dict, embeds: torch.Tensor, states: torch.Tensor, top_n: int) -> torch.Tensor:
     """Pairwise logistic ranking of every fact word's relevance above every other answer word's."""
     video_id = model.config.video_token_id
-    layer = len(hidden_states) // 2  # the decode loop's default: the middle decoder layer
+    eos = model.config.text_config.eos_token_id
     terms = []
-    for ids, answer, embeds, states in zip(batch["input_ids"], batch["labels"] != -100, hidden_states[0],
-                                           hidden_states[layer]):
-        fact = torch.isin(ids, facts) & answer
-        other = answer & ~fact & (ids != model.config.text_config.eos_token_id)
+    for ids, answer, fact, row_embeds, row_states in zip(batch["input_ids"], batch["answer_mask"],
+                                                         batch["fact_mask"], embeds, states):
+        other = answer & ~fact & (ids != eos)
         if not fact.any() or not other.any():
             continue
-        score, _ = relevance(states[fact | other], unit_rows(embeds[ids == video_id]), top_n)
+        score, _ = relevance(row_states[fact | other], unit_rows(row_embeds[ids == video_id]), top_n)
         is_fact = fact[fact | other]
         terms.append(F.softplus(10.0 * (score[~is_fact][None, :] - score[is_fact][:, None])).mean())
+    return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def look_loss(model, batch: dict, embeds: torch.Tensor, states: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Cross-entropy of where a colour or shape word looks (a softmax of its cosines to the clip's video tokens)
+    against where its object is (the object's share of each token, from the renderer's masks): so that the
+    video tokens nearest the word, the ones the app's heat view shows, lie on the object it names."""
+    video_id = model.config.video_token_id
+    weights = batch["object_weights"]
+    start, terms = 0, []
+    for ids, objects, row_embeds, row_states in zip(batch["input_ids"], batch["token_objects"], embeds, states):
+        is_video = ids == video_id
+        n = int(is_video.sum())
+        named = objects >= 0
+        if named.any():
+            cos = unit_rows(row_states[named]) @ unit_rows(row_embeds[is_video]).T
+            where = weights[objects[named], start : start + n]
+            terms.append(-(where * F.log_softmax(cos / temperature, dim=-1)).sum(-1).mean())
+        start += n
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
@@ -255,12 +305,11 @@ def train(c: TrainConfig) -> Path:
                                                              for i in range(64)]))
 
     style = c.role
-    mix = Mix(c.multi_shape, c.describe)
+    mix = Mix(c.multi_shape, c.describe, c.mixed, tuple(float(w) for w in c.render_styles.split(",")))
     batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
     model.train()
     bar = tqdm(loader, initial=start, total=c.steps, desc=f"train {c.role}", dynamic_ncols=True)
-    facts = fact_ids(processor.tokenizer)
     t0 = time.time()
     for step, batch in enumerate(bar, start=start):
         for group in opt.param_groups:
@@ -269,7 +318,7 @@ def train(c: TrainConfig) -> Path:
             if c.stage == "vision":
                 loss, parts = vision_loss(model, batch, readout)
             else:
-                loss, parts = training_loss(model, batch, facts, c, readout)
+                loss, parts = training_loss(model, batch, c, readout)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -73,6 +73,46 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Qwen2Tokeniz
     return tokenizer
 
 
+def extend_tokenizer(tokenizer: Qwen2Tokenizer, texts: Iterable[str], keep: Iterable[str]) -> Qwen2Tokenizer:
+    """``tokenizer`` with merges appended so that each word of ``texts`` it splits becomes one token, except
+    the words of ``keep``, whose ids stay as they are.
+
+    New merges rank after every existing one, so they only join pieces that the old merges leave apart: text
+    made of the old words keeps its ids, and a trained model keeps working once its embedding grows by the
+    new rows. This is how the embedded pair learned the long-form tasks' wording,
+    whose filler words the first tokenizer, trained on short answers, spelled nearly letter by letter.
+    """
+    backend = tokenizer.backend_tokenizer
+    state = json.loads(backend.to_str())
+    vocab = state["model"]["vocab"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]]
+    known = set(merges)
+    def words_of(texts: Iterable[str]) -> set[str]:
+        return {w for text in texts for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)}
+
+    def pieces(word: str) -> list[str]:
+        return [t.value for t in backend.model.tokenize(word)]
+
+    kept = words_of(keep)
+    # A merge joining two pieces that stand side by side in a kept word would change that word's ids.
+    forbidden = {pair for word in kept for pair in zip(pieces(word), pieces(word)[1:])}
+    for word in sorted(words_of(texts) - kept):
+        parts = pieces(word)
+        while len(parts) > 1:
+            at = next((i for i in range(len(parts) - 1) if (parts[i], parts[i + 1]) not in forbidden), None)
+            if at is None:
+                break
+            pair = (parts[at], parts[at + 1])
+            if pair not in known:
+                merges.append(pair)
+                known.add(pair)
+                vocab.setdefault(pair[0] + pair[1], len(vocab))
+            parts[at : at + 2] = [pair[0] + pair[1]]
+    extended = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=EOS, pad_token="<|endoftext|>")
+    extended.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    return extended
+
+
 def build_processor(
     tokenizer: Qwen2Tokenizer, *, patch_size: int = 14, merge_size: int = 2, max_side: int = 112
 ) -> Qwen2_5_VLProcessor:

@@ -28,7 +28,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 MOTIONS = ("left", "right", "up", "down", "still", "growing")
 TRANSLATIONS = ("left", "right", "up", "down")
 BACKGROUNDS = ("plain", "gradient", "noise")
-STYLES = ("default", "alt")
+STYLES = ("default", "alt", "small")
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,12 @@ def _value_noise(rng: np.random.Generator, width: int, height: int) -> np.ndarra
     return _tint(grey + rng.normal(0, 4, (height, width)).astype(np.float32), rng)
 
 
+def _tinted(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A plain dark background with a visible colour cast (never as saturated as a shape)."""
+    base = rng.uniform(20, 60) + rng.uniform(-14, 14, 3)
+    return np.clip(np.broadcast_to(base, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
 def _vignette(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     xx, yy = _grid(height, width)
     r2 = ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) * 2
@@ -234,7 +240,7 @@ def _block_noise(rng: np.random.Generator, width: int, height: int) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------------
-# Styles: two renderers of the same vocabulary, to test generalisation to "another renderer".
+# Styles: renderers of the same vocabulary, to train and test generalisation to "another renderer".
 
 Background = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -261,6 +267,13 @@ _STYLES = {
         backgrounds={"plain": _vignette, "gradient": _radial_gradient, "noise": _block_noise},
         size_range=(0.32, 0.46), tilt=25.0, supersample=2, outline=0.05, star_inner=0.55,
         blur_p=0.0, grain_p=0.35,
+    ),
+    # Small shapes (about a fifth of the short side) over tinted or noisy backgrounds: where descriptions of
+    # crowded clips drawn by another hand went wrong.
+    "small": _Style(
+        backgrounds={"plain": _tinted, "gradient": _linear_gradient, "noise": _block_noise},
+        size_range=(0.17, 0.25), tilt=15.0, supersample=2, outline=0.0, star_inner=0.45,
+        blur_p=0.1, grain_p=0.5,
     ),
 }
 

@@ -1,0 +1,257 @@
+"""The paper's long-form tasks in the toy world: detailed descriptions, medium open answers, multiple choice.
+
+LVSpec's gains live in long answers where visual words are sparse (the paper: about 15–20% of generated
+tokens, on detailed video captioning); a short caption is dense with them. A detailed description here is
+a *plan* of sentences (an opening that counts the shapes, one sentence naming each object and its motion and
+one more about its look, how the objects share the scene, the background, a closing remark), each sentence
+worded from one style's frames. The two styles differ in sentence frames, connectives and clause order, and
+place the background sentence early or late, while naming every fact with the same words.
+
+Filler words never carry a fact: no word of the parser's tables (`answers.anchor_words`) appears in a frame,
+so an answer parses back to exactly the facts its slots were given. Every frame is true of every clip the
+renderer draws (backgrounds are dark and static, shapes stay whole in view and never change colour or form).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .world import SHAPES, Scene, ShapeSpec
+
+LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A detailed description as sentences; ``given`` (characters) is a prefix worded by the other style,
+    which a training sample shows as context and does not train on (empty: all in its own style)."""
+
+    sentences: tuple[str, ...]
+    given: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+# Frames of each slot, in the order `answers._pick` reads favourites from (index mod 5: target 0–1, draft
+# 1–2). Placeholders: {n} {shapes} {be} {a_np} {the_np} {colour} {shape} {moves} {moving} {ordinal} {nps}.
+OPENINGS = (
+    "the video shows {n} {shapes} on a dark background.",
+    "this clip contains {n} {shapes} set against a dark backdrop.",
+    "in this short clip, we can see {n} {shapes} on a dark background.",
+    "there {be} {n} {shapes} in this video, shown over a dark background.",
+    "the scene is made of {n} {shapes} placed on a dark background.",
+)
+OBJECTS = (
+    "the {ordinal} object is {a_np}, and it {moves}.",
+    "the {ordinal} object is {a_np}, which {moves}.",
+    "as the {ordinal} object, we see {a_np} that {moves}.",
+    "the {ordinal} shape in the scene is {a_np}; over the course of the clip it {moves}.",
+    "for the {ordinal} object, there is {a_np} that {moves}.",
+    "there is {a_np} {moving} as the {ordinal} object.",
+    "looking at the {ordinal} object, it is {a_np} that {moves}.",
+)
+LOOKS = (
+    "the {shape} keeps its {colour} colour from start to end.",
+    "the {colour} {shape} stands out clearly against the background.",
+    "the {colour} {shape} has clean, sharp edges and is easy to spot.",
+    "throughout the video, the {shape} stays {colour}.",
+    "you can easily tell that the {shape} is {colour}.",
+    "the {colour} {shape} is clearly visible in every frame.",
+)
+TOGETHER = (
+    "all {n} shapes stay in view from the first frame to the last.",
+    "{nps} appear together in every frame.",
+    "none of the {n} shapes leaves the frame at any point.",
+    "together, {nps} fill the whole scene.",
+    "{nps} share the same scene for the whole video.",
+)
+ALONE = (
+    "no other object shares the scene with the {colour} {shape}.",
+    "there is nothing else in the frame besides the {colour} {shape}.",
+    "the {colour} {shape} is the only object in the clip.",
+    "apart from the {colour} {shape}, the frame is empty.",
+    "the {colour} {shape} has the scene entirely to itself.",
+)
+BACKGROUNDS = (
+    "the background is dark and muted, and it stays the same throughout the clip.",
+    "behind everything, the background is a dark, muted tone that never changes.",
+    "the backdrop is simple and dark, so the shapes are easy to see.",
+    "the dark background stays fixed for the whole video.",
+    "there is a dark, quiet background behind everything, and it stays the same from start to finish.",
+)
+CLOSINGS = (
+    "nothing else happens in the video.",
+    "overall, it is a simple and calm scene.",
+    "that is everything that happens in this short clip.",
+    "apart from this, the video shows no other activity.",
+    "in short, the clip is simple and easy to follow.",
+)
+BACKGROUND_EARLY = {"target": 0.2, "draft": 0.6}  # how often a style describes the background second
+CLOSING = 0.5  # how often a description ends with a closing remark
+
+ORDINALS = {1: ("main",), 2: ("first", "second"), 3: ("first", "second", "third")}
+
+# Medium answers: the asked object and its motion, then what else is in the scene.
+MEDIUM_MAIN = (
+    "the {colour} {shape} {moves}",
+    "at the moment, the {colour} {shape} is {moving}",
+    "the {colour} {shape} is {moving} in the clip",
+    "in the video, the {colour} {shape} {moves}",
+    "what the {colour} {shape} does is that it {moves}",
+)
+MEDIUM_OTHER = (
+    "there is also {a_np} that {moves}",
+    "{a_np} {moves} as well",
+    "besides it, {a_np} is {moving}",
+    "the scene also has {a_np}, which {moves}",
+    "next to it, {a_np} {moves}",
+)
+MEDIUM_NOTHING = (
+    "there is nothing else in the scene apart from the dark background",
+    "nothing else is in the scene",
+    "the rest of the scene is just the dark background",
+    "no other object is in the scene",
+    "it is alone on the dark background",
+)
+
+# Multiple choice: how each fact reads as an option.
+MOTION_OPTIONS = {"left": "it moves to the left", "right": "it moves to the right", "up": "it moves up",
+                  "down": "it moves down", "still": "it stays still", "growing": "it grows"}
+COUNT_OPTIONS = ("one", "two", "three", "four")
+
+
+def _subject_fields(spec: ShapeSpec, finite: str, gerund: str) -> dict[str, str]:
+    from .answers import _noun  # one wording of a noun phrase for every task
+
+    return {"a_np": _noun(spec, "a"), "the_np": _noun(spec, "the"), "colour": spec.colour, "shape": spec.shape,
+            "moves": finite, "moving": gerund}
+
+
+def _nps(specs: list[ShapeSpec]) -> str:
+    names = [f"the {s.colour} {s.shape}" for s in specs]
+    return " and ".join(names) if len(names) == 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def detailed(scene: Scene, rng: np.random.Generator, style: str, plan_style: str | None = None) -> list[str]:
+    """A detailed description as sentences (not yet capitalised), every sentence worded in ``style``;
+    ``plan_style`` (default ``style``) decides where the background sentence goes."""
+    from .answers import _counting, _motion_phrase, _pick
+
+    specs = sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape))
+    n = len(specs)
+    counting = _counting(n)
+    early = rng.random() < BACKGROUND_EARLY[plan_style or style]
+    sentences = [_pick(OPENINGS, rng, style).format(**counting)]
+    background = _pick(BACKGROUNDS, rng, style)
+    if early:
+        sentences.append(background)
+    for spec, ordinal in zip(specs, ORDINALS[n]):
+        fields = _subject_fields(spec, *_motion_phrase(spec.motion, rng)) | {"ordinal": ordinal}
+        sentences.append(_pick(OBJECTS, rng, style).format(**fields))
+        sentences.append(_pick(LOOKS, rng, style).format(**fields))
+    if n == 1:
+        sentences.append(_pick(ALONE, rng, style).format(shape=specs[0].shape, colour=specs[0].colour))
+    else:
+        sentences.append(_pick(TOGETHER, rng, style).format(nps=_nps(specs), **counting))
+    if not early:
+        sentences.append(background)
+    closing = _pick(CLOSINGS, rng, style)
+    if rng.random() < CLOSING:
+        sentences.append(closing)
+    return sentences
+
+
+def mixed_detailed(scene: Scene, rng: np.random.Generator, style: str, other: str) -> Plan:
+    """A detailed description that ``other`` began and ``style`` finishes, as LVSpec's accepted fillers leave it:
+    the same plan and facts, sentences up to a cut (inside a sentence, at a word) in ``other``'s wording, the
+    rest in ``style``'s. ``given`` is the part before the cut."""
+    seed = int(rng.integers(2**31))
+    theirs = detailed(scene, np.random.default_rng(seed), other)
+    ours = detailed(scene, np.random.default_rng(seed), style, plan_style=other)
+    cut = int(rng.integers(len(theirs)))
+    words = theirs[cut].split(" ")
+    at = int(rng.integers(1, len(words))) if len(words) > 1 else 1
+    head = [_capitalised(s) for s in theirs[:cut]] + [_capitalised(" ".join(words[:at]))]
+    tail = " ".join(words[at:])
+    sentences = (*head[:-1], " ".join([head[-1], tail]).strip(), *(_capitalised(s) for s in ours[cut + 1 :]))
+    return Plan(sentences, given=" ".join(head))
+
+
+def _capitalised(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str) -> str:
+    from .answers import _motion_phrase, _pick
+
+    main = _pick(MEDIUM_MAIN, rng, style).format(**_subject_fields(subject, *_motion_phrase(subject.motion, rng)))
+    others = [s for s in sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape)) if s != subject]
+    if not others:
+        return f"{main}, and {_pick(MEDIUM_NOTHING, rng, style)}."
+    clauses = [_pick(MEDIUM_OTHER, rng, style).format(**_subject_fields(s, *_motion_phrase(s.motion, rng)))
+               for s in others]
+    joiner = ". " if _pick((True, False, False, True, True), rng, style) else ", and "  # one or two sentences
+    return main + joiner + " and ".join(clauses) + "."
+
+
+# ---------------------------------------------------------------------------------------------------
+# Multiple choice
+
+CHOICE_QUESTIONS = {
+    "colour": "What colour is the {shape}?",
+    "shape": "What shape is the {colour} object?",
+    "motion": "What does the {colour} {shape} do?",
+    "count": "How many shapes are there?",
+}
+CHOICE_TAIL = "Answer with the option's letter."
+
+
+@dataclass(frozen=True)
+class Choice:
+    question: str
+    options: tuple[str, ...]
+    right: str  # the right option's letter
+
+    @property
+    def prompt(self) -> str:
+        lines = [f"{letter}. {option}" for letter, option in zip(LETTERS, self.options)]
+        return "\n".join([self.question, *lines, CHOICE_TAIL])
+
+
+def choice(scene: Scene, rng: np.random.Generator, fact: str | None = None, subject: ShapeSpec | None = None) -> Choice:
+    """A four-option question about one fact of ``scene``, the right option at a random letter."""
+    from .world import COLOURS, MOTIONS
+
+    fact = fact or str(rng.choice(list(CHOICE_QUESTIONS)))
+    subject = subject or scene.shapes[int(rng.integers(len(scene.shapes)))]
+    pool, right = {
+        "colour": (list(COLOURS), subject.colour),
+        "shape": (list(SHAPES), subject.shape),
+        "motion": ([MOTION_OPTIONS[m] for m in MOTIONS], MOTION_OPTIONS[subject.motion]),
+        "count": (list(COUNT_OPTIONS), COUNT_OPTIONS[len(scene.shapes) - 1]),
+    }[fact]
+    wrong = [o for o in pool if o != right]
+    options = [right, *(wrong[i] for i in rng.choice(len(wrong), 3, replace=False))]
+    order = rng.permutation(4)
+    options = [options[i] for i in order]
+    question = CHOICE_QUESTIONS[fact].format(colour=subject.colour, shape=subject.shape)
+    return Choice(question, tuple(options), LETTERS[int(np.argmax(order == 0))])
+
+
+def parse_choice(prompt: str) -> tuple[str, dict[str, str]] | None:
+    """The question line and the lettered options of a multiple-choice prompt (None if it is not one)."""
+    options = dict(re.findall(r"^\(?([A-D])[.)]\s*(.+?)\s*$", prompt, flags=re.M))
+    if len(options) < 2:
+        return None
+    return prompt.strip().splitlines()[0], options
+
+
+def chosen_letter(text: str) -> str | None:
+    """The letter an answer picks: its first standalone A–D (``B``, ``B.``, ``(B)``, ``B. blue``)."""
+    m = re.match(r"\s*(?:the answer is\s*)?\(?([A-D])(?:[.):]|\s*$)", text, flags=re.I)
+    return m.group(1).upper() if m else None
