@@ -54,6 +54,13 @@ the *target* checks them in one pass. Exact-match speculative decoding keeps a d
 target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts) strictly,
 accepts *fillers* loosely and salvages tokens the target says a position or two away.
 Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
+
+*The built-in pair is a toy* (Qwen2.5-VL class, a few MB, runs on a CPU) trained on clips of coloured shapes: it
+knows circles, squares, triangles and stars in seven colours, moving, growing or still, and nothing else; a
+real clip needs a real pair (type hub ids under **Model pair**). Its target was trained with a
+*relevance-alignment loss* so that it has the property the paper reports of large video LLMs: the hidden
+states of visual words lie near the video tokens of what they name. `python -m lvspec anchors` measures that
+property on any pair.
 """
 
 
@@ -389,7 +396,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             video = gr.Video(label="Video", sources=["upload"], height=260, elem_id="video")
-            prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=4)
+            prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=8)
             with gr.Row():
                 run_btn = gr.Button("Run: LVSpec, exact SD, vanilla", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop")

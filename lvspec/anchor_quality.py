@@ -35,13 +35,16 @@ def answer_states(pair: ModelPair, clip, prompt: str, answer: list[int]) -> tupl
 
 def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers: list[int] | None = None,
                  top_ns: tuple[int, ...] = (1, 3, 10, 30), frames: int = 16) -> dict:
-    from .toyworld.answers import anchor_words
+    from .toyworld.answers import TASKS, anchor_words, parse_prompt
 
     facts = anchor_words()
     n_layers = len(pair.adapter.decoder_layers(pair.target))
     layers = list(range(1, n_layers + 1)) if layers is None else layers
     rows = {(layer, n): {"tp": 0, "fp": 0, "fn": 0, "wins": 0.0, "pairs": 0, "scores": []}
             for layer in layers for n in top_ns}
+    layer_used = settings.layer if settings.layer is not None else n_layers // 2  # the decode loop's
+    tasks: dict[str, dict] = {}
+    looks: dict[str, list[float]] = {"colour": [], "shape": []}
     truths = []
     words = 0
     for item in items:
@@ -50,16 +53,27 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
         answer = [t.id for t in trace.tokens if t.id not in pair.stop_ids]
         if not answer:
             continue
-        truth = torch.tensor([pair.tokenizer.decode([t]).strip().lower() in facts for t in answer])
+        texts = [pair.tokenizer.decode([t]).strip().lower() for t in answer]
+        truth = torch.tensor([text in facts for text in texts])
         words += len(answer)
         truths.append(truth)
         states, video = answer_states(pair, clip, item.prompt, answer)
+        score, look = relevance(states[layer_used], video, settings.top_n)
+        flags = torch.tensor(_flags(score.cpu(), settings))
+        task = tasks.setdefault(TASKS[parse_prompt(item.scene, item.prompt).kind],
+                                {"answers": 0, "tokens": 0, "visual": 0, "tp": 0, "fp": 0})
+        task["answers"] += 1
+        task["tokens"] += len(answer)
+        task["visual"] += int(truth.sum())
+        task["tp"] += int((flags & truth).sum())
+        task["fp"] += int((flags & ~truth).sum())
+        if item.masks is not None:
+            for kind, shares in on_object(pair, clip, item, texts, look.cpu()).items():
+                looks[kind] += shares
         for layer in layers:
             for n in top_ns:
                 score = relevance(states[layer], video, n)[0].cpu()
-                flags = [f for i in range(0, len(answer), settings.k)
-                         for f in anchors(score[i : i + settings.k].tolist(), settings.lam, settings.tau)]
-                flags = torch.tensor(flags)
+                flags = torch.tensor(_flags(score, settings))
                 r = rows[(layer, n)]
                 r["tp"] += int((flags & truth).sum())
                 r["fp"] += int((flags & ~truth).sum())
@@ -78,8 +92,40 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
                       "recall": r["tp"] / true if true else None,
                       "auc": r["wins"] / r["pairs"] if r["pairs"] else None,
                       **best_floor(torch.cat(r["scores"]) if r["scores"] else torch.zeros(0), truth)})
+    by_task = {name: {"answers": t["answers"], "tokens": t["tokens"], "visual_share": t["visual"] / t["tokens"],
+                      "precision": t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None,
+                      "recall": t["tp"] / t["visual"] if t["visual"] else None} for name, t in tasks.items()}
     return {"target": pair.target_name, "items": len(items), "answer_tokens": words, "k": settings.k,
-            "lam": settings.lam, "tau": settings.tau, "rows": table}
+            "lam": settings.lam, "tau": settings.tau, "layer": layer_used, "top_n": settings.top_n, "rows": table,
+            "tasks": by_task, "on_object": {kind: {"words": len(v), "share": sum(v) / len(v) if v else None}
+                                            for kind, v in looks.items()}}
+
+
+def _flags(score: torch.Tensor, settings: Settings) -> list[bool]:
+    """The anchor flags the decode loop would give an answer's positions, cut into rounds of K."""
+    return [f for i in range(0, len(score), settings.k)
+            for f in anchors(score[i : i + settings.k].tolist(), settings.lam, settings.tau)]
+
+
+ON_OBJECT = 0.25  # a video token is on an object when the object covers at least this share of it
+
+
+def on_object(pair: ModelPair, clip, item: Item, texts: list[str], look: torch.Tensor) -> dict[str, list[float]]:
+    """For every colour and shape word of an answer: the share of its top-N video tokens (``look``, per
+    answer position) that lie on the object the word names (its mask covers ≥ `ON_OBJECT` of the token)."""
+    from .toyworld.data import object_shares
+
+    grid = pair.adapter.video_grid(pair.target.config, pair.inputs(clip, item.prompt))
+    shares = object_shares(item.masks[clip.indices], len(item.scene.shapes), tuple(grid))
+    names = {}
+    for i, spec in enumerate(item.scene.shapes, start=1):
+        names[spec.colour], names[spec.shape] = ("colour", i), ("shape", i)
+    found: dict[str, list[float]] = {"colour": [], "shape": []}
+    for text, tokens in zip(texts, look):
+        if text in names:
+            kind, label = names[text]
+            found[kind].append(float((shares[tokens, label] >= ON_OBJECT).float().mean()))
+    return found
 
 
 def best_floor(score: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -110,3 +156,13 @@ def print_anchor_table(table: dict) -> None:
         tau = "—" if r["tau_best"] is None else f"{r['tau_best']:.3f}"
         print(f"{r['layer']:>5} {r['top_n']:>5} {pct(r['precision']):>9} {pct(r['recall']):>7} {pct(r['auc']):>6}   "
               f"{tau:>7} {pct(r['tau_precision']):>9} {pct(r['tau_recall']):>7}")
+    print(f"\nper task, at layer {table['layer']} and top-{table['top_n']}: share of true visual words in the "
+          "target's answers, and the anchor flag against them")
+    print(f"{'task':<10} {'answers':>7} {'tokens':>7} {'visual':>7} {'precision':>9} {'recall':>7}")
+    for name, t in table["tasks"].items():
+        print(f"{name:<10} {t['answers']:>7} {t['tokens']:>7} {pct(t['visual_share']):>7} {pct(t['precision']):>9} "
+              f"{pct(t['recall']):>7}")
+    print(f"\nwhere colour and shape words look: share of their top-{table['top_n']} video tokens on the object they "
+          f"name (covering ≥ {ON_OBJECT:.0%} of the token)")
+    for kind, o in table["on_object"].items():
+        print(f"{kind:<10} {o['words']:>5} words  {pct(o['share']):>7}")

@@ -172,7 +172,7 @@ def suite_run(args) -> None:
 
     settings = settings_of(args)
     if args.command == "bench":
-        configs = {m: (m, settings) for m in args.methods.split(",")}
+        configs = b.bench_configs(args.methods.split(","), settings)
     else:
         configs = b.sweep_configs(settings)
     drafting = {m for m, _ in configs.values()} - {"vanilla"}

@@ -36,7 +36,7 @@ class Settings:
     min_ratio: float = 0.2  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t) (0: the paper's rule)
     layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
     video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256  # room for a detailed description (the SpecVLM scripts use 256)
     draft_keep: float = 1.0  # share of the video tokens the draft reads (below 1: pruned, as in SpecVLM)
     self_draft: bool = False  # Self-SD: the target, reading only the kept video tokens, is its own draft
 

@@ -91,7 +91,11 @@ def test_bench_runs_every_method_on_a_file_suite_and_writes_figures(folders, sui
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].split()[:5] == ["method", "E[T]", "E[T]", "max", "tok/s"]
     result = json.loads(out.read_text())
-    assert set(result["methods"]) == {"vanilla", "exact", "lvspec", "fly", "random", "hf"} and len(result["items"]) == 2
+    assert set(result["methods"]) == {"vanilla", "exact", "lvspec", "lvspec (paper)", "fly", "random", "hf"}
+    assert len(result["items"]) == 2
+    paper = result["configs"]["lvspec (paper)"]  # the paper's own rule beside the defaults
+    assert (paper["lam"], paper["min_ratio"], paper["tau"], paper["window"]) == (0.7, 0.0, None, 3)
+    assert result["configs"]["lvspec"]["min_ratio"] != 0.0
     exact, vanilla = result["methods"]["exact"], result["methods"]["vanilla"]
     assert vanilla["mean_accepted_length"] == 1.0 and vanilla["speedup"] == 1.0
     for lossless in ("exact", "hf"):  # the same answers as vanilla

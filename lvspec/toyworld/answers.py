@@ -355,6 +355,14 @@ def parse_facts(text: str) -> dict:
     return {"colours": colours, "shapes": shapes, "motions": motions, "count": count, "bindings": bindings}
 
 
+def stated(prompt: str, text: str) -> dict:
+    """What an answer to ``prompt`` commits to: the letter it picks for a multiple-choice prompt, else the
+    facts it states (`parse_facts`). Two answers that state the same are the same answer to a scorer."""
+    if parse_choice(prompt):
+        return {"letter": chosen_letter(text)}
+    return parse_facts(text)
+
+
 def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
     """Whether ``text`` states the right facts for ``prompt``: one entry per fact type the prompt asks about.
 

@@ -211,6 +211,17 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
 OBJECT_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 
 
+def object_shares(masks: np.ndarray, n_objects: int, grid: tuple[int, int, int]) -> torch.Tensor:
+    """(tokens, 1 + n_objects): how much of each video token the background and each object cover, for
+    frame masks (T, H, W) and the LLM's grid of (time, rows, columns) merged tokens; a token spans two
+    consecutive frames, and an odd frame count is padded with the last frame, as the processor does."""
+    t, rows, cols = grid
+    share = F.one_hot(torch.from_numpy(np.asarray(masks)).long(), n_objects + 1).permute(0, 3, 1, 2).float()
+    share = F.adaptive_avg_pool2d(share, (rows, cols))
+    share = torch.cat([share, share[-1:].expand(2 * t - len(share), -1, -1, -1)])
+    return share.view(t, 2, n_objects + 1, rows, cols).mean(1).permute(0, 2, 3, 1).flatten(0, 2)
+
+
 def object_targets(samples: list[Sample], grids: torch.Tensor, merge: int) -> dict[str, torch.Tensor]:
     """Where every object of the batch is among the batch's video tokens, and what it is.
 
@@ -222,11 +233,7 @@ def object_targets(samples: list[Sample], grids: torch.Tensor, merge: int) -> di
     """
     rows, labels, offset = [], {head: [] for head in OBJECT_HEADS}, 0
     for sample, (t, h, w) in zip(samples, grids.tolist()):
-        n = len(sample.scene.shapes)
-        share = F.one_hot(torch.from_numpy(sample.masks).long(), n + 1).permute(0, 3, 1, 2).float()
-        share = F.adaptive_avg_pool2d(share, (h // merge, w // merge))
-        share = torch.cat([share, share[-1:].expand(2 * t - len(share), -1, -1, -1)])
-        share = share.view(t, 2, n + 1, h // merge, w // merge).mean(1).permute(0, 2, 3, 1).flatten(0, 2)
+        share = object_shares(sample.masks, len(sample.scene.shapes), (t, h // merge, w // merge))
         for i, spec in enumerate(sample.scene.shapes, start=1):
             rows.append((offset, share[:, i] / share[:, i].sum()))
             for head, names in OBJECT_HEADS.items():
