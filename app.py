@@ -31,7 +31,7 @@ import torch
 import viz
 from lvspec.decode import METHODS, Settings, stream, warm_up
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
-from lvspec.models import ModelPair, load_pair
+from lvspec.models import ModelPair, load_pair, read_configs
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.trace import RunTrace, load_runs, save_runs
@@ -83,6 +83,7 @@ def load(target: str, draft: str, progress=None) -> PairKey:
 
 def _load(key: PairKey, progress) -> None:
     if key not in _loaded:
+        read_configs(*key)  # a mistyped name fails here, before the pair in memory is given up
         _loaded.clear()
         gc.collect()
         if torch.cuda.is_available():

@@ -271,6 +271,19 @@ def _config(name: str, role: str, trust_remote_code: bool):
         raise ModelError(f"cannot load the {role} '{name}'{hint}: {str(err).splitlines()[0]}") from None
 
 
+def read_configs(target: str, draft: str | None = None, trust_remote_code: bool = False) -> dict:
+    """The pair's configs by role, read before any weight: a mistyped name or two families fail here, fast,
+    before a caller gives up the pair it holds."""
+    configs = {"target": _config(target, "target", trust_remote_code)}
+    adapter = adapter_for(configs["target"].model_type)
+    if draft is not None:
+        configs["draft"] = _config(draft, "draft", trust_remote_code)
+        kind = configs["draft"].model_type
+        if adapter_for(kind).model_class is not adapter.model_class:
+            raise ModelError(f"the draft is a '{kind}' model but the target is '{configs['target'].model_type}': use one family")
+    return configs
+
+
 def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None:
     """Speculative decoding compares token ids, so both models must mean the same thing by each id."""
     if target_tok.get_vocab() != draft_tok.get_vocab():
@@ -330,13 +343,8 @@ def load_pair(
             stacklevel=2,
         )
     tell = progress or (lambda fraction, message: None)
-    configs = {"target": _config(target, "target", trust_remote_code)}
+    configs = read_configs(target, draft, trust_remote_code)
     adapter = adapter_for(configs["target"].model_type)
-    if draft is not None:
-        configs["draft"] = _config(draft, "draft", trust_remote_code)
-        kind = configs["draft"].model_type
-        if adapter_for(kind).model_class is not adapter.model_class:
-            raise ModelError(f"the draft is a '{kind}' model but the target is '{configs['target'].model_type}': use one family")
     processor = AutoProcessor.from_pretrained(target, trust_remote_code=trust_remote_code)
     if draft is not None:
         draft_tokenizer = AutoTokenizer.from_pretrained(draft, trust_remote_code=trust_remote_code)

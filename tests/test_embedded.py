@@ -16,6 +16,7 @@ from lvspec.decode import Settings, generate
 from lvspec.models import load_pair
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.toyworld.answers import parse_facts, score
+from lvspec.toyworld.longform import chosen_letter
 from lvspec.toyworld.world import Scene, ShapeSpec
 from lvspec.video import read_video
 
@@ -50,7 +51,7 @@ def test_every_example_prompt_gets_an_answer_about_its_kind(embedded):
             facts = parse_facts(text)
             asked = score(scene, prompt, text)
             stated = {"colour": facts["colours"], "shape": facts["shapes"], "motion": facts["motions"],
-                      "count": facts["count"] is not None or facts["bindings"]}
+                      "count": facts["count"] is not None or facts["bindings"], "choice": chosen_letter(text)}
             assert all(stated[kind] for kind in asked), (prompt, text)
 
 

@@ -105,7 +105,10 @@ def test_prompts_blank_long_and_any_unicode(app_module, files):
 def test_unusable_models_are_refused_and_the_pair_stays_usable(app_module, files, tmp_path):
     c = client(app_module)
     shutil.copytree(app_module.TARGET, tmp_path / "copy")
+    generate(c, files["mkv"], method="vanilla")
+    held = list(app_module._loaded)
     refused(c, "cannot load the target", files["mkv"], method="vanilla", target="org/no-such-model-here")
+    assert list(app_module._loaded) == held  # a mistyped name leaves the loaded pair in memory
     refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
     refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target="/etc")
     refused(c, "a folder this app does not load models from", files["mkv"], target=str(app_module.TARGET / ".." / ".." / ".."))

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .answers import PROMPTS
+from .longform import choice
 from .clipio import write_mp4
-from .world import Scene, ShapeSpec, render
+from .world import TRANSLATIONS, Scene, ShapeSpec, render
 
 S = ShapeSpec
 EXAMPLES: list[tuple[str, Scene, str]] = [
@@ -25,14 +26,20 @@ EXAMPLES: list[tuple[str, Scene, str]] = [
 ]
 
 
-def prompts_for(scene: Scene) -> list[str]:
+def prompts_for(scene: Scene, rng: np.random.Generator) -> list[str]:
+    """One question of every kind, the detailed description first; each fits the clip (a shape that grows or
+    stays still is asked what it does, not which way it moves)."""
     first, last = scene.shapes[0], scene.shapes[-1]
+    motion = PROMPTS["motion"] if last.motion in TRANSLATIONS else "What does the {colour} {shape} do?"
     return [
+        PROMPTS["detailed"],
         PROMPTS["describe"],
+        PROMPTS["medium"].format(colour=first.colour, shape=first.shape),
         PROMPTS["colour"].format(shape=first.shape),
-        PROMPTS["motion"].format(colour=last.colour, shape=last.shape),
+        motion.format(colour=last.colour, shape=last.shape),
         PROMPTS["shape"].format(colour=last.colour),
         PROMPTS["count"],
+        choice(scene, rng, subject=last).prompt,
     ]
 
 
@@ -43,7 +50,7 @@ def write_samples(folder: Path, seed: int = 7) -> Path:
         rng = np.random.default_rng((2, seed, i))
         frames = render(scene, rng, 160, 120, 16, style=style)
         write_mp4(frames, folder / f"{name}.mp4", fps=8)
-        index.append({"video": f"{name}.mp4", "prompts": prompts_for(scene), "scene": asdict(scene)})
+        index.append({"video": f"{name}.mp4", "prompts": prompts_for(scene, rng), "scene": asdict(scene)})
     path = folder / "examples.json"
     path.write_text(json.dumps(index, indent=1))
     return path
