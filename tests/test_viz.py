@@ -293,6 +293,8 @@ def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
     hot = images[0][0]
     assert hot[:28, 28:, 0].min() > 100 and hot[28:, :, 0].max() == 0  # only the looked-at cell is red
     assert overlays([5], grid)[0][0].shape == (56, 56, 3)  # no frames: grey canvas, 28 px a cell
+    # one frame a time step (LLaVA-OneVision's grid): token 5 is on the second frame
+    assert overlays([5], grid, frames[:3])[0][1].startswith("frame 2 ·")
     with pytest.raises(ValueError, match="outside"):
         heat([12], grid)
 

@@ -1,7 +1,8 @@
 """Where a token looks: its top-N most similar video tokens as heat over the frames they came from.
 
-The video tokens are a (time, rows, columns) grid in sequence order; one time step covers
-``temporal_patch`` consecutive sampled frames and each cell a square patch of them.
+The video tokens are a (time, rows, columns) grid in sequence order; one time step covers as many
+consecutive sampled frames as the frames outnumber the steps (two for Qwen's temporal patches, one for
+LLaVA-OneVision) and each cell a square patch of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def heat(looks: list[int], grid: list[int]) -> np.ndarray:
 
 
 def overlays(
-    looks: list[int], grid: list[int], frames: np.ndarray | None = None, temporal_patch: int = 2, alpha: float = 0.65
+    looks: list[int], grid: list[int], frames: np.ndarray | None = None, alpha: float = 0.65
 ) -> list[tuple[np.ndarray, str]]:
     """One image per time step the token looks at, hottest first, with a caption naming its frames.
 
@@ -35,11 +36,12 @@ def overlays(
     hits = (weights > 0).reshape(len(weights), -1).sum(1)
     order = sorted((g for g in range(len(weights)) if hits[g]), key=lambda g: -weights[g].sum())
     out = []
+    per_step = -(-len(frames) // len(weights)) if frames is not None and len(frames) else 1
     for g in order:
         if frames is not None and len(frames):
-            first = min(g * temporal_patch, len(frames) - 1)
+            first = min(g * per_step, len(frames) - 1)
             base = frames[first].astype(np.float32)
-            last = min(first + temporal_patch, len(frames))
+            last = min(first + per_step, len(frames))
             label = f"frame {first + 1}" if last - first == 1 else f"frames {first + 1}–{last}"
         else:
             base = np.full((grid[1] * 28, grid[2] * 28, 3), 200, dtype=np.float32)

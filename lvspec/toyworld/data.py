@@ -124,14 +124,8 @@ def reply_spans(input_ids: torch.Tensor, reply_start: list[int], eos_id: int) ->
     spans = []
     n = len(reply_start)
     for ids in input_ids.tolist():
-        row, j = [], n
-        while j < len(ids):
-            if ids[j - n : j] == reply_start:
-                end = ids.index(eos_id, j) + 1 if eos_id in ids[j:] else len(ids)
-                row.append((j, end))
-                j = end
-            j += 1
-        spans.append(row)
+        starts = [j for j in range(n, len(ids)) if ids[j - n : j] == reply_start]
+        spans.append([(j, ids.index(eos_id, j) + 1 if eos_id in ids[j:] else len(ids)) for j in starts])
     return spans
 
 
