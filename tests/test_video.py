@@ -33,7 +33,7 @@ def test_uniform_sampling_fps_and_duration(mp4):
     assert clip.info() == {"path": str(mp4), "n_frames": 8, "fps": 2.0, "seconds": 4.0, "size": [160, 96]}
 
 
-def test_short_video_gives_all_its_frames(mp4):
+def test_short_video_gives_all_its_frames():
     assert sample_indices(3, 16) == [0, 1, 2]
 
 

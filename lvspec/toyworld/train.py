@@ -220,9 +220,9 @@ def alignment_loss(model, batch: dict, embeds: torch.Tensor, states: torch.Tenso
     video_id = model.config.video_token_id
     eos = model.config.text_config.eos_token_id
     terms = []
-    for ids, answer, fact, row_embeds, row_states in zip(batch["input_ids"], batch["answer_mask"],
-                                                         batch["fact_mask"], embeds, states):
-        other = answer & ~fact & (ids != eos)
+    for ids, replies, fact, row_embeds, row_states in zip(batch["input_ids"], batch["answer_mask"],
+                                                          batch["fact_mask"], embeds, states):
+        other = replies & ~fact & (ids != eos)
         if not fact.any() or not other.any():
             continue
         score, _ = relevance(row_states[fact | other], unit_rows(row_embeds[ids == video_id]), top_n)
