@@ -99,6 +99,9 @@ def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_w
     assert given and choices
     labels, answer = batch["labels"], batch["answer_mask"]
     assert (labels != -100).sum() < answer.sum()  # the given prefixes are left out
+    # every reply's first token weighs like a fact (it picks the task's form), but not that of a given prefix
+    assert int(batch["opening_mask"].sum()) == sum(not t.given for s in samples for t in s.turns)
+    assert not (batch["opening_mask"] & (labels == -100)).any()
     facts = set(fact_ids(tokenizer).tolist())
     first_object = 0
     for row, sample in enumerate(samples):

@@ -181,6 +181,7 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     answer = torch.zeros_like(ids, dtype=torch.bool)  # every reply token: what the alignment looks at
     trained = torch.zeros_like(answer)  # less each reply's given prefix: what the next-token loss trains
     facts = torch.isin(ids, _fact_ids(tokenizer))
+    opening = torch.zeros_like(answer)  # a reply's first token: which task's form the reply takes
     objects = torch.full_like(ids, -1)
     first_object = 0
     for row, (sample, spans) in enumerate(zip(samples, reply_spans(ids, reply_start, tokenizer.eos_token_id))):
@@ -188,6 +189,7 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
             answer[row, first:end] = True
             given = len(tokenizer(turn.given, add_special_tokens=False)["input_ids"]) if turn.given else 0
             trained[row, first + given : end] = True
+            opening[row, first] = not given
             if turn.kind == "choice":
                 facts[row, first] = True  # the letter carries the answer
         named = torch.tensor(token_objects(tokenizer, ids[row].tolist(), sample.scene))
@@ -196,6 +198,7 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     batch["labels"] = ids.masked_fill(~trained, -100)
     batch["answer_mask"] = answer
     batch["fact_mask"] = facts & answer
+    batch["opening_mask"] = opening
     batch["token_objects"] = objects  # row of `object_weights` a colour or shape word names, else -1
     batch.update(object_targets(samples, batch["video_grid_thw"], processor.video_processor.merge_size))
     return dict(batch)

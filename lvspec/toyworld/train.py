@@ -158,6 +158,10 @@ def training_loss(model, batch: dict, c: TrainConfig,
 
     Phrasing dominates an answer's tokens, and a small model learns it long before it learns to read the
     clip; weighting the few fact words (``fact_weight``) makes looking at the video pay from the first steps.
+    A reply's first token weighs as much: it picks the task's form (a caption or a detailed description
+    open alike but for that token), and a weighted cross-entropy's optimum scales each candidate by its
+    weight, so openings on a count word ("Three shapes can be seen.") outweighed every other opening and a
+    request for detail was answered with a caption.
 
     Alignment (``align_weight``): LVSpec scores a token by the cosine of the target's middle-layer state to
     the video tokens, relying on what large video LLMs show, that visual words sit closer to the video than
@@ -171,7 +175,8 @@ def training_loss(model, batch: dict, c: TrainConfig,
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
-    weights = (labels != -100).float() * torch.where(batch["fact_mask"][:, 1:], c.fact_weight, 1.0)
+    heavy = batch["fact_mask"] | batch["opening_mask"]
+    weights = (labels != -100).float() * torch.where(heavy[:, 1:], c.fact_weight, 1.0)
     parts = {"answer": (loss * weights.flatten()).sum() / weights.sum()}
     accuracy = {}
     if readout is not None:
@@ -187,7 +192,7 @@ def training_loss(model, batch: dict, c: TrainConfig,
     return total, {name: part.item() for name, part in parts.items()} | accuracy
 
 
-TRAINING_ONLY = ("labels", "answer_mask", "fact_mask", "token_objects")  # batch entries the model never reads
+TRAINING_ONLY = ("labels", "answer_mask", "fact_mask", "opening_mask", "token_objects")  # batch entries the model never reads
 
 
 def vision_loss(model, batch: dict, readout: ObjectReadout) -> tuple[torch.Tensor, dict[str, float]]:
