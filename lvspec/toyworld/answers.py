@@ -218,15 +218,15 @@ class Question:
     letter: str | None = None
 
 
-def sample_prompt(scene: Scene, rng: np.random.Generator, describe: float | None = None) -> tuple[str, str]:
+def sample_prompt(scene: Scene, rng: np.random.Generator, shares: dict[str, float] | None = None) -> tuple[str, str]:
     """A prompt that applies to ``scene`` and its kind; half the time the canonical wording, else a variant.
 
-    ``describe``: the share of descriptions (None: the usual mix), the other kinds keeping their proportions.
+    ``shares``: kinds drawn at these shares instead of the usual mix, the other kinds keeping their proportions.
     """
-    weights = dict(_KIND_WEIGHTS)
-    if describe is not None:
-        rest = 1 - weights.pop("describe")
-        weights = {"describe": describe} | {k: w * (1 - describe) / rest for k, w in weights.items()}
+    shares = shares or {}
+    rest = {k: w for k, w in _KIND_WEIGHTS.items() if k not in shares}
+    scale = (1 - sum(shares.values())) / sum(rest.values())
+    weights = {k: shares.get(k, w * scale) for k, w in _KIND_WEIGHTS.items()}
     kinds = list(weights)
     kind = kinds[int(rng.choice(len(kinds), p=list(weights.values())))]
     subject = scene.shapes[int(rng.integers(len(scene.shapes)))]

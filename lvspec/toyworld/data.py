@@ -61,8 +61,14 @@ class Mix:
 
     multi_shape: float | None = None  # share of clips with 2 or 3 shapes (the world's: 2/3)
     describe: float | None = None  # share of questions that ask for a short description (the world's: 0.15)
+    choice: float | None = None  # share of multiple-choice questions (the world's: 0.12)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """The question kinds drawn at a share of their own."""
+        return {k: v for k, v in (("describe", self.describe), ("choice", self.choice)) if v is not None}
 
 
 def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str | None = None,
@@ -96,7 +102,7 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     )
     n_turns, turns, asked = int(rng.integers(1, max_turns + 1)), [], set()
     while len(turns) < n_turns:
-        prompt, kind = sample_prompt(scene, rng, mix.describe)
+        prompt, kind = sample_prompt(scene, rng, mix.shares)
         if kind in asked:  # a repeated kind would be answered from the earlier reply, not the clip
             continue
         asked.add(kind)
