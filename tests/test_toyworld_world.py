@@ -371,3 +371,13 @@ def test_filler_frames_state_no_fact():
     for frame in frames:
         plain = re.sub(r"\{[a-z_]+\}", " ", frame)
         assert not set(A._words(plain)) & words, frame
+
+
+def test_what_an_answer_states_ignores_wording_order_and_repetition_but_not_a_fact():
+    prompt = A.PROMPTS["detailed"]
+    a = "The video shows one shape. The main object is a purple circle, and it goes left. It is purple."
+    b = "One shape can be seen. There is a purple circle that slides to the left. The purple circle is the only one."
+    c = "One shape can be seen. There is a purple circle that slides to the right."
+    assert A.stated(prompt, a) == A.stated(prompt, b) != A.stated(prompt, c)
+    choice = "What colour is the circle?\nA. red\nB. purple\nC. green\nD. blue\nAnswer with the option's letter."
+    assert A.stated(choice, "B.") == A.stated(choice, "(B) purple") != A.stated(choice, "C.")

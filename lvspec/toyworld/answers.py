@@ -355,12 +355,18 @@ def parse_facts(text: str) -> dict:
     return {"colours": colours, "shapes": shapes, "motions": motions, "count": count, "bindings": bindings}
 
 
-def stated(prompt: str, text: str) -> dict:
-    """What an answer to ``prompt`` commits to: the letter it picks for a multiple-choice prompt, else the
-    facts it states (`parse_facts`). Two answers that state the same are the same answer to a scorer."""
+def stated(prompt: str, text: str) -> frozenset:
+    """What an answer to ``prompt`` commits to, whatever its wording, order or repetitions: the letter it
+    picks for a multiple-choice prompt, else the colours, shapes, motions and count it states, which colour
+    goes with which shape, and which motion with which object (`parse_facts`). Two answers that state the
+    same set are the same answer to a scorer."""
     if parse_choice(prompt):
-        return {"letter": chosen_letter(text)}
-    return parse_facts(text)
+        return frozenset({("letter", chosen_letter(text))})
+    f = parse_facts(text)
+    return frozenset({("colour", c) for c in f["colours"]} | {("shape", s) for s in f["shapes"]}
+                     | {("motion", m) for m in f["motions"]} | {("count", f["count"])}
+                     | {("object", c, s) for c, s, _ in f["bindings"] if c and s}
+                     | {("moves", c, s, m) for c, s, m in f["bindings"] if c and s and m})
 
 
 def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
