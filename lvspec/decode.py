@@ -29,7 +29,7 @@ from .video import Clip
 @dataclass(frozen=True)
 class Settings:
     k: int = 10  # draft tokens per round
-    lam: float = 0.8  # relaxation ratio: share of each round's positions treated as fillers
+    lam: float = 0.7  # relaxation ratio: share of each round's positions treated as fillers (the paper's)
     top_n: int = 10  # video tokens averaged into a position's relevance
     tau: float | None = None  # relevance at or above which a position is always an anchor
     window: int = 3  # position-shift tolerance w (0 = off)

@@ -132,9 +132,9 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tm
     from playwright.sync_api import expect
 
     page.get_by_text("Example clips and questions").wait_for()
-    page.get_by_role("row", name="Describe the video.").first.click()
+    page.get_by_role("row", name="Describe the video in detail.").first.click()
     expect(page.locator("#video video")).to_be_visible()
-    expect(page.get_by_label("Question")).to_have_value("Describe the video.")
+    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.")
     # Count the coloured tokens in the live panel at every change of it, from before the run starts.
     page.evaluate(
         """() => { window.liveCounts = []; const el = document.querySelector('#live');

@@ -126,16 +126,33 @@ def test_sample_suite_is_every_example_clip_with_its_prompts_and_facts():
 
 def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
     """The eval command's own path (rendered clip → mp4 → video reader → vanilla answer → parser) on clips
-    no training step saw: the target states colours, shapes and counts right on most questions that ask them
-    and nearly half the motions (its weak fact), and the draft is clearly worse."""
+    no training step saw, asked the short questions and captions: the target states nearly every fact right
+    (it reads 95–96% of colours, shapes and counts and 89% of motions over 200 clips), and the draft is
+    clearly worse."""
     from lvspec.toyworld.evaluate import SHORT_KINDS, accuracy, held_out
 
     items = held_out(50, tmp_path, seed=1, kinds=SHORT_KINDS)
     target = accuracy(str(TARGET), items)["accuracy"]
-    floors = {"colour": 0.8, "shape": 0.8, "count": 0.8, "motion": 0.45}
+    floors = {"colour": 0.85, "shape": 0.85, "count": 0.85, "motion": 0.75}
     assert all(target[fact] >= floor for fact, floor in floors.items()), target
     draft = accuracy(str(DRAFT), items)["accuracy"]
-    assert draft["overall"] <= target["overall"] - 0.1, (draft, target)
+    assert draft["overall"] <= target["overall"] - 0.2, (draft, target)
+
+
+def test_target_answers_every_task_of_held_out_clips_and_describes_at_length(tmp_path):
+    """Every task of the paper's table on clips no training step saw, two of each kind of question: the
+    target states the facts each task asks for, a request for detail gets a paragraph and not a caption,
+    and a multiple-choice question gets a letter (which letter is at chance: README, "How well they see")."""
+    from lvspec.toyworld.evaluate import KINDS, accuracy, held_out
+    from lvspec.toyworld.longform import LETTERS
+
+    result = accuracy(str(TARGET), held_out(2 * len(KINDS), tmp_path, seed=2))
+    floors = {"detailed": 0.5, "describe": 0.5, "medium": 0.5, "short QA": 0.75}
+    assert all(result["tasks"][task] >= floor for task, floor in floors.items()), result["tasks"]
+    detailed = [a["answer"] for a in result["answers"] if a["task"] == "detailed"]
+    assert detailed and all(len(text.split()) >= 40 and text.count(". ") >= 4 for text in detailed), detailed
+    choices = [a["answer"] for a in result["answers"] if a["task"] == "choice"]
+    assert choices and all(chosen_letter(text) in LETTERS for text in choices), choices
 
 
 def test_bench_on_the_toy_suite_breaks_e_t_down_by_task(embedded, tmp_path):

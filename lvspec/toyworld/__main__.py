@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import DRAFT, TARGET, VIDEOS
+from .world import STYLES
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     e = sub.add_parser("eval", help="attribute accuracy of target and draft alone on held-out clips")
     e.add_argument("--n", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--style", choices=("default", "alt"), default="default", help="renderer of the held-out clips")
+    e.add_argument("--style", choices=STYLES, default="default", help="renderer of the held-out clips")
     e.add_argument("--target", default=str(TARGET))
     e.add_argument("--draft", default=str(DRAFT))
     e.add_argument("--json", metavar="OUT")
