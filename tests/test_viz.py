@@ -301,7 +301,7 @@ def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
 
 def sweep_result() -> dict:
     def config(method, lam=0.7, window=3):
-        return {"method": method, "lam": lam, "window": window}
+        return {"method": method, "lam": lam, "window": window, "min_ratio": 0.2, "tau": None}
 
     configs = {"vanilla": config("vanilla"), "exact": config("exact"), "fly": config("fly"),
                "lvspec λ=0.9 w=3": config("lvspec", 0.9), "lvspec λ=0.3 w=3": config("lvspec", 0.3),
@@ -319,13 +319,18 @@ def test_frontier_groups_configs_into_families_in_lambda_order():
     assert series["lvspec w=3"][1][:2] == (2.6, 1.0 - 0.16)
     fig = viz.frontier_figure(sweep_result())
     assert {trace.name for trace in fig.data} == set(series) and fig.layout.height
+    # bench's "lvspec (paper)" (no ε guard, no τ floor) is drawn with the unguarded family, not joined to the default
+    result = sweep_result()
+    result["configs"]["lvspec (paper)"] = {"method": "lvspec", "lam": 0.7, "window": 3, "min_ratio": 0.0, "tau": None}
+    result["methods"]["lvspec (paper)"] = {"speedup": 2.7, "retention": 0.8}
+    assert viz.charts.frontier_series(result)["lvspec w=3 unguarded"] == [(2.7, 0.8, "λ=0.7")]
 
 
 def test_frontier_labels_skip_a_point_that_would_print_over_another():
     """Speeds span 1.0–2.6, so points within 0.128× and 1.5 retention points of a labelled one go unlabelled;
     in the chart they keep their name on hover."""
     result = sweep_result()
-    result["configs"]["lvspec λ=0.5 w=3"] = {"method": "lvspec", "lam": 0.5, "window": 3}
+    result["configs"]["lvspec λ=0.5 w=3"] = {"method": "lvspec", "lam": 0.5, "window": 3, "min_ratio": 0.2}
     result["methods"]["lvspec λ=0.5 w=3"] = {"speedup": 2.05, "retention": 0.9}  # beside λ=0.3's (2.0, 0.9)
     labels = viz.charts.frontier_labels(viz.charts.frontier_series(result))
     assert labels["lvspec w=3"] == ["λ=0.3", "", "λ=0.9"]

@@ -202,8 +202,9 @@ def frontier_series(result: dict) -> dict[str, list[tuple[float, float, str]]]:
             continue
         method = config["method"]
         family = method
-        if method == "lvspec":
-            family = f"lvspec w={config['window']}" + (" unguarded" if label.endswith(" unguarded") else "")
+        if method == "lvspec":  # the paper's rule (no ε guard, no τ floor) is a family of its own
+            bare = not config.get("min_ratio") and config.get("tau") is None
+            family = f"lvspec w={config['window']}" + (" unguarded" if bare else "")
         point_label = f"λ={config['lam']:g}" if method in ("lvspec", "random") else method
         series.setdefault(family, []).append((config["lam"], figures["speedup"], figures["retention"], point_label))
     return {family: [(x, y, name) for _, x, y, name in sorted(points)] for family, points in series.items()}
