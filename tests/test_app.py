@@ -230,7 +230,9 @@ def test_frontier_tab_shows_the_shipped_sweep_and_refuses_other_json(tmp_path):
     import app
 
     figure, note = app.frontier()
-    assert "30 items" in note and {t.name for t in figure.data} >= {"exact", "lvspec w=3", "random"}
+    shipped = json.loads(app.SHIPPED_SWEEP.read_text())
+    assert f"{len(shipped['items'])} items × {len(shipped['configs'])} configs" in note
+    assert {t.name for t in figure.data} >= {"exact", "lvspec w=3", "lvspec w=3 unguarded", "random"}
     bad = tmp_path / "trace.json"
     bad.write_text('{"method": "lvspec"}')
     with pytest.raises(gr.Error, match="not a bench or sweep result"):
