@@ -55,7 +55,7 @@ def test_object_targets_follow_the_models_token_order():
 def test_every_opening_of_a_motion_phrase_carries_the_fact_weight():
     """A weighted loss scales each candidate's learnt probability by its weight: if "grows" weighed more than
     "moves" or "stays", an unsure model would say every shape grows."""
-    from lvspec.toyworld.answers import _DIRECTIONS, _IN_PLACE, _MOVERS
+    from lvspec.toyworld.wording import _DIRECTIONS, _IN_PLACE, _MOVERS
     from lvspec.toyworld.data import fact_ids
 
     tokenizer = AutoProcessor.from_pretrained(TARGET).tokenizer

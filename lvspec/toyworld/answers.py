@@ -10,21 +10,15 @@ LVSpec's loose acceptance is built for. Every phrasing names its facts with a sm
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
 from .longform import CHOICE_QUESTIONS, COUNT_OPTIONS, MOTION_OPTIONS, choice, chosen_letter, detailed, medium, parse_choice
-from .world import COLOURS, SHAPES, TRANSLATIONS, Scene, ShapeSpec, sample_scene
-
-T = TypeVar("T")
-
-STYLES = ("target", "draft")
-FAVOURITE_MASS = 0.6  # share of a style's picks that go to its favourite templates
-_FAVOURITES = {"target": (0, 1), "draft": (1, 2)}  # favourite template indices, modulo 5
-_FACT_STYLE = "target"  # whose favourites word a motion, for both styles (`_motion_phrase`)
+from .wording import (NUMBER_WORDS, STYLES, _IN_PLACE, _MOVERS, _counting, _motion_phrase, _noun, _pick,
+                      _sentence_case)
+from .world import COLOURS, SHAPES, Scene, ShapeSpec, sample_scene
 
 PROMPTS = {
     "describe": "Describe the video.",
@@ -64,7 +58,6 @@ _KIND_WEIGHTS = {"detailed": 0.3, "describe": 0.15, "medium": 0.15, "choice": 0.
 # ---------------------------------------------------------------------------------------------------
 # Visual words: the only words that carry facts. Templates use no other word from these tables.
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 _COUNT_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {str(i): i for i in range(10)} | {"single": 1}
 _COLOUR_WORDS = {c: c for c in COLOURS}
 _SHAPE_WORDS = {s: s for s in SHAPES} | {s + "s": s for s in SHAPES}
@@ -76,25 +69,6 @@ _MOTION_WORDS = {
     **{w: "still" for w in ("still", "stationary", "motionless", "not")},
     **{w: "growing" for w in ("grow", "grows", "growing", "grew", "bigger", "larger", "expand", "expands",
                               "expanding")},
-}
-
-# Motion phrases as (finite, gerund): "the square {moves left}" / "a square {moving left}".
-_MOVERS = (("moves", "moving"), ("slides", "sliding"), ("drifts", "drifting"), ("travels", "travelling"),
-           ("heads", "heading"), ("glides", "gliding"), ("goes", "going"))
-_DIRECTIONS = {
-    "left": ("left", "to the left", "leftward", "leftwards", "towards the left"),
-    "right": ("right", "to the right", "rightward", "rightwards", "towards the right"),
-    "up": ("up", "upward", "upwards"),
-    "down": ("down", "downward", "downwards"),
-}
-_IN_PLACE = {
-    "still": (("stays still", "staying still"), ("does not move", "not moving"), ("remains still", "remaining still"),
-              ("holds still", "holding still"), ("stands still", "standing still"),
-              ("sits still", "sitting still"), ("stays motionless", "staying motionless"),
-              ("keeps still", "keeping still"), ("stays stationary", "staying stationary")),
-    "growing": (("grows", "growing"), ("gets bigger", "getting bigger"), ("grows larger", "growing larger"),
-                ("expands", "expanding"), ("becomes larger", "becoming larger"), ("grows bigger", "growing bigger"),
-                ("gets larger", "getting larger"), ("grows in size", "growing in size")),
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,51 +114,12 @@ _MOTION_ANSWERS = ("it {moves}.", "the {colour} {shape} {moves}.", "it is {movin
                    "{moving}.", "the {colour} {shape} is {moving}.", "in the video, it {moves}.")
 
 
-def _pick(options: Sequence[T], rng: np.random.Generator, style: str) -> T:
-    """One option, with `FAVOURITE_MASS` of the probability on ``style``'s favourites and the rest spread evenly."""
-    if style not in _FAVOURITES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-    fav = np.array([i % 5 in _FAVOURITES[style] for i in range(len(options))])
-    if fav.all() or not fav.any():
-        return options[int(rng.integers(len(options)))]
-    weights = np.where(fav, FAVOURITE_MASS / fav.sum(), (1 - FAVOURITE_MASS) / (~fav).sum())
-    return options[int(rng.choice(len(options), p=weights))]
-
-
-def _sentence_case(text: str) -> str:
-    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
-
-
-def _motion_phrase(motion: str, rng: np.random.Generator) -> tuple[str, str]:
-    """(finite, gerund) wording of ``motion``, e.g. ("slides to the left", "sliding to the left").
-
-    Both styles prefer the same wordings here: two sizes of one model family name a fact alike and differ
-    in the phrasing around it, so the pair's mismatches fall on fillers and on the facts the draft misreads.
-    """
-    if motion in TRANSLATIONS:
-        finite, gerund = _pick(_MOVERS, rng, _FACT_STYLE)
-        where = _pick(_DIRECTIONS[motion], rng, _FACT_STYLE)
-        return f"{finite} {where}", f"{gerund} {where}"
-    return _pick(_IN_PLACE[motion], rng, _FACT_STYLE)
-
-
-def _noun(spec: ShapeSpec, article: str) -> str:
-    if article == "a" and spec.colour[0] in "aeiou":
-        article = "an"
-    return f"{article} {spec.colour} {spec.shape}"
-
-
 def _join(items: list[str], rng: np.random.Generator, style: str, clauses: bool = False) -> str:
     """"x", "x and y", "x, y and z"; whole clauses may also be joined by "while" or a comma before "and"."""
     if len(items) == 1:
         return items[0]
     joiners = _LAST_JOINERS if clauses else _LAST_JOINERS[:1] if len(items) == 2 else _LAST_JOINERS[:2]
     return ", ".join(items[:-1]) + _pick(joiners, rng, style) + items[-1]
-
-
-def _counting(n: int) -> dict[str, str]:
-    return {"n": NUMBER_WORDS[n], "shapes": "shape" if n == 1 else "shapes", "be": "is" if n == 1 else "are",
-            "appear": "appears" if n == 1 else "appear"}
 
 
 def _caption(scene: Scene, rng: np.random.Generator, style: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .wording import _counting, _motion_phrase, _noun, _pick
 from .world import SHAPES, Scene, ShapeSpec
 
 LETTERS = ("A", "B", "C", "D")
@@ -37,7 +38,7 @@ class Plan:
         return " ".join(self.sentences)
 
 
-# Frames of each slot, in the order `answers._pick` reads favourites from (index mod 5: target 0–1, draft
+# Frames of each slot, in the order `wording._pick` reads favourites from (index mod 5: target 0–1, draft
 # 1–2). Placeholders: {n} {shapes} {be} {a_np} {the_np} {colour} {shape} {moves} {moving} {ordinal} {nps}.
 OPENINGS = (
     "the video shows {n} {shapes} on a dark background.",
@@ -126,8 +127,6 @@ COUNT_OPTIONS = ("one", "two", "three", "four")
 
 
 def _subject_fields(spec: ShapeSpec, finite: str, gerund: str) -> dict[str, str]:
-    from .answers import _noun  # one wording of a noun phrase for every task
-
     return {"a_np": _noun(spec, "a"), "the_np": _noun(spec, "the"), "colour": spec.colour, "shape": spec.shape,
             "moves": finite, "moving": gerund}
 
@@ -140,8 +139,6 @@ def _nps(specs: list[ShapeSpec]) -> str:
 def detailed(scene: Scene, rng: np.random.Generator, style: str, plan_style: str | None = None) -> list[str]:
     """A detailed description as sentences (not yet capitalised), every sentence worded in ``style``;
     ``plan_style`` (default ``style``) decides where the background sentence goes."""
-    from .answers import _counting, _motion_phrase, _pick
-
     specs = sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape))
     n = len(specs)
     counting = _counting(n)
@@ -187,8 +184,6 @@ def _capitalised(sentence: str) -> str:
 
 
 def medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str) -> str:
-    from .answers import _motion_phrase, _pick
-
     main = _pick(MEDIUM_MAIN, rng, style).format(**_subject_fields(subject, *_motion_phrase(subject.motion, rng)))
     others = [s for s in sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape)) if s != subject]
     if not others:
