@@ -235,10 +235,13 @@ def test_styles_name_a_motion_with_the_same_words():
     scene = Scene((ShapeSpec("star", "green", "right"), ShapeSpec("square", "red", "growing")), "plain")
     rng = np.random.default_rng(2)
     motion = set(A._MOTION_WORDS) | A.motion_verbs()
+    # a frame may ask for the finite or the gerund form ("moves" / "moving"): that is phrasing, not naming
+    lemma = {g: f for pair in A._MOVERS + tuple(p for ps in A._IN_PLACE.values() for p in ps)
+             for f, g in zip(*(form.split() for form in pair))}
     share = {}
     for style in A.STYLES:
-        words = [w for _ in range(400) for w in A.answer(scene, "Describe the video.", rng, style).lower().split()
-                 if w.strip(".,;:") in motion]
+        words = [lemma.get(w.strip(".,;:"), w.strip(".,;:")) for _ in range(400)
+                 for w in A.answer(scene, "Describe the video.", rng, style).lower().split() if w.strip(".,;:") in motion]
         share[style] = {w: words.count(w) / len(words) for w in set(words)}
     variation = sum(abs(share["target"].get(w, 0) - share["draft"].get(w, 0)) for w in share["target"] | share["draft"])
     assert variation / 2 < 0.08, share
@@ -351,13 +354,15 @@ def test_multiple_choice_is_scored_by_the_letter():
         assert list(options) == list(LETTERS) and len(set(options.values())) == 4
         q = A.parse_prompt(scene, prompt)
         facts.add(q.fact)
-        assert A.answer(scene, prompt, rng, "target") == f"{q.letter}." == A.answer(scene, prompt, rng, "draft")
-        assert A.score(scene, prompt, f"{q.letter}.") == {"choice": True}
+        reply = f"{options[q.letter]} ({q.letter})."  # the option named, then its letter
+        assert A.answer(scene, prompt, rng, "target") == reply == A.answer(scene, prompt, rng, "draft")
+        assert A.score(scene, prompt, reply) == A.score(scene, prompt, f"{q.letter}.") == {"choice": True}
         wrong = next(letter for letter in LETTERS if letter != q.letter)
         assert A.score(scene, prompt, f"({wrong}) {options[wrong]}") == {"choice": False}
         assert A.score(scene, prompt, "I am not sure.") == {"choice": False}
     assert facts == {"colour", "shape", "motion", "count"}
     assert chosen_letter("B. blue") == "B" and chosen_letter("The answer is (c).") == "C"
+    assert chosen_letter("it moves up (D).") == "D"
     assert chosen_letter("A red circle.") is None and parse_choice("Describe the video.") is None
 
 

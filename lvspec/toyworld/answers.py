@@ -232,7 +232,7 @@ def answer(scene: Scene, prompt: str, rng: np.random.Generator, style: str = "ta
     """The ground-truth answer to ``prompt`` about ``scene``, worded in ``style``'s preferred templates."""
     q = parse_prompt(scene, prompt)
     if q.kind == "choice":
-        return f"{q.letter}."
+        return f"{parse_choice(prompt)[1][q.letter]} ({q.letter})."
     if q.kind == "detailed":
         return _sentence_case(" ".join(detailed(scene, rng, style)))
     if q.kind == "medium":

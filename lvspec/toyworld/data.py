@@ -197,7 +197,7 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
             trained[row, first + given : end] = True
             opening[row, first] = not given
             if turn.kind == "choice":
-                facts[row, first] = True  # the letter carries the answer
+                facts[row, first:end] = True  # the option named and its letter are the whole answer
         named = torch.tensor(token_objects(tokenizer, ids[row].tolist(), sample.scene))
         objects[row] = torch.where(answer[row] & (named >= 0), named + first_object, -1)
         first_object += len(sample.scene.shapes)

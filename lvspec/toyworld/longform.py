@@ -247,6 +247,8 @@ def parse_choice(prompt: str) -> tuple[str, dict[str, str]] | None:
 
 
 def chosen_letter(text: str) -> str | None:
-    """The letter an answer picks: its first standalone A–D (``B``, ``B.``, ``(B)``, ``B. blue``)."""
-    m = re.match(r"\s*(?:the answer is\s*)?\(?([A-D])(?:[.):]|\s*$)", text, flags=re.I)
+    """The letter an answer picks: a leading A–D (``B``, ``B.``, ``(B)``, ``B. blue``) or, after the option's
+    text, one in brackets (``blue (B).``, the embedded pair's form)."""
+    m = re.match(r"\s*(?:the answer is\s*)?\(?([A-D])(?:[.):]|\s*$)", text, flags=re.I) or re.search(
+        r"\(([A-D])\)", text, flags=re.I)
     return m.group(1).upper() if m else None

@@ -16,7 +16,8 @@ T = TypeVar("T")
 
 STYLES = ("target", "draft")
 FAVOURITE_MASS = 0.6  # share of a style's picks that go to its favourite templates
-_FAVOURITES = {"target": (0, 1), "draft": (1, 2)}  # favourite template indices, modulo 5
+_FAVOURITES = {"target": (0, 1), "draft": (2, 3)}  # favourite template indices, modulo 5: disjoint, so each
+# style's greedy wording is one the other rates likely but not first (a 7B and a 32B of one family)
 _FACT_STYLE = "target"  # whose favourites word a motion, for both styles (`_motion_phrase`)
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
