@@ -198,7 +198,7 @@ def views(traces: list[RunTrace], palette: str) -> dict:
     vanilla = runs.get("vanilla")
     speedup = None
     if vanilla is not None and drafted:
-        k = int(drafted[0].params.get("k", 10))
+        k = drafted[0].params.k
         speedup = viz.speedup_curve_figure(viz.speedup_points(traces), k, viz.step_cost_ratio(traces))
     diff = "<p><i>needs a vanilla and an LVSpec run</i></p>"
     if vanilla is not None and "lvspec" in runs:
@@ -227,7 +227,7 @@ def export_files(traces: list[RunTrace], palette: str) -> list[str]:
         viz.save_acceptance_histogram(main, folder / f"acceptance-histogram-{main.method}.png")
     points = viz.speedup_points(traces)
     if points and "vanilla" in by_method(traces):
-        k = int(main.params.get("k", 10))
+        k = main.params.k
         viz.save_speedup_curve(points, k, viz.step_cost_ratio(traces), folder / "speedup-curve.png")
     return sorted(str(p) for p in folder.iterdir())
 
@@ -299,17 +299,17 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
 
 def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | None):
     trace = by_method(traces or []).get(method)
-    if trace is None or token_index is None or "grid" not in trace.video or not trace.tokens[int(token_index)].looks:
+    if trace is None or token_index is None or trace.video.grid is None or not trace.tokens[int(token_index)].looks:
         return []
     token = trace.tokens[int(token_index)]
     frames = None
-    path = trace.video.get("path")
+    path = trace.video.path
     if path and readable_video(path):
         try:
-            frames = read_video(path, VideoLimits(max_frames=trace.video["n_frames"])).frames
+            frames = read_video(path, VideoLimits(max_frames=trace.video.n_frames)).frames
         except VideoError:
             frames = None
-    return overlays(token.looks, trace.video["grid"], frames)
+    return overlays(token.looks, trace.video.grid, frames)
 
 
 def readable_video(path: str) -> bool:

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 
 import torch
 
-from .decode import Clock, Settings, settle_text, tally
+from .decode import Clock, settle_text, tally
 from .models import ModelPair
 from .text import Detokenizer
-from .trace import RunTrace, TokenEvent
+from .trace import RunTrace, Settings, TokenEvent
 from .video import Clip
 
 
@@ -60,8 +60,7 @@ def _fixed_chain(draft, k: int):
 def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settings = Settings()) -> RunTrace:
     if pair.draft is None:
         raise ValueError("method 'hf' needs a draft model")
-    trace = RunTrace(method="hf", params={"k": settings.k, "max_new_tokens": settings.max_new_tokens},
-                     target=pair.target_name, draft=pair.draft_name, prompt=prompt, video=clip.info())
+    trace = RunTrace("hf", settings, pair.target_name, pair.draft_name, prompt, clip.info())
     inputs = pair.inputs(clip, prompt)
     clock = Clock(*pair.devices)
     target, draft = _Passes(pair.target, clock), _Passes(pair.draft, clock)

@@ -1,49 +1,31 @@
-"""The one draft → verify → commit loop that every method runs.
+"""The one draft → verify → decide → commit → roll back → record loop that every method runs.
 
-Read top to bottom: ``prefill`` both models once (the video is encoded once per model; the draft may read
-only a kept share of its tokens, and in Self-SD the target, so pruned, is its own draft), then rounds of
-``draft_chain`` (K greedy draft tokens), one ``verify`` pass of the target over them, the policy's
-verdicts, commit, and a roll-back of both KV caches to the committed prefix. ``stream`` yields the
-growing RunTrace after every round so a UI can draw it live; ``generate`` returns the finished one.
+Read ``stream`` top to bottom: the pair reads the request once, both models prefill (the video is encoded
+once per model; a draft may read only a kept share of its tokens, and in Self-SD the target, so pruned, is
+its own draft), then each round the drafter proposes up to K tokens, one ``verify`` pass of the target
+scores them, the policy decides, the accepted tokens are committed and both sequences are cropped back to
+the committed answer. ``stream`` yields the growing RunTrace after every round so a UI can draw it live;
+``generate`` returns the finished one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from .models import ModelPair, Prompt
+from .errors import UserError
+from .models import ModelPair, Prompt, Reading
 from .policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView, Vanilla
 from .pruning import kept_tokens, prefill_signal, pruned
 from .relevance import LayerTap, relevance, unit_rows
 from .text import Detokenizer
-from .trace import Round, RunTrace, TokenEvent
+from .trace import Round, RunTrace, Settings, TokenEvent
 from .video import Clip
-
-
-@dataclass(frozen=True)
-class Settings:
-    k: int = 10  # draft tokens per round
-    lam: float = 0.7  # relaxation ratio: share of each round's positions treated as fillers (the paper's)
-    top_n: int = 10  # video tokens averaged into a position's relevance
-    tau: float | None = None  # relevance at or above which a position is always an anchor
-    window: int = 3  # position-shift tolerance w (0 = off)
-    min_ratio: float = 0.2  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t) (0: the paper's rule)
-    layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
-    video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
-    max_new_tokens: int = 256  # room for a detailed description (the SpecVLM scripts use 256)
-    draft_keep: float = 1.0  # share of the video tokens the draft reads (below 1: pruned, as in SpecVLM)
-    self_draft: bool = False  # Self-SD: the target, reading only the kept video tokens, is its own draft
-
-    def __post_init__(self):
-        if not 0.0 < self.draft_keep <= 1.0:
-            raise ValueError(f"draft_keep must be in (0, 1], got {self.draft_keep}")
-
 
 METHODS = ("vanilla", "exact", "lvspec", "fly", "random")
 
@@ -77,8 +59,9 @@ class Clock:
 
 @dataclass
 class Sequence:
-    """One model's running copy of the answer: its KV cache and ``offset``, how far rotary positions run
-    ahead of cache indices (Qwen's rope delta, plus the video tokens a pruned draft never read).
+    """One model's running copy of the answer: its KV cache, the answer ``tokens`` the cache holds after the
+    prompt, and ``offset``, how far rotary positions run ahead of cache indices (Qwen's rope delta, plus the
+    video tokens a pruned draft never read).
 
     Positions are passed on every call, so nothing rests on state kept on the model object: in Self-SD the
     full target and its pruned self are one model with two sequences.
@@ -87,6 +70,7 @@ class Sequence:
     model: PreTrainedModel
     cache: DynamicCache
     offset: int
+    tokens: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         # Steps after the prefill run the language model and its head directly: they read no pixels, and the
@@ -103,11 +87,19 @@ class Sequence:
         embeds = self._embed(torch.tensor([ids], device=device))
         hidden = self._decoder(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
                                use_cache=True).last_hidden_state
+        self.tokens += ids
         return self._head(hidden[0, -logits_to_keep:])
 
-    def crop(self, n: int) -> None:
-        """Forget the last ``n`` tokens."""
-        self.cache.crop(-n)
+    def unseen(self, committed: list[int]) -> list[int]:
+        """The committed tokens this sequence has not read yet."""
+        return committed[len(self.tokens) :]
+
+    def rollback(self, committed: list[int]) -> None:
+        """Crop the cache to the longest start of the answer it holds that was committed."""
+        keep = next((i for i, (a, b) in enumerate(zip(self.tokens, committed)) if a != b),
+                    min(len(self.tokens), len(committed)))
+        self.cache.crop(keep - len(self.tokens))
+        del self.tokens[keep:]
 
 
 def prefill(model: PreTrainedModel, prompt: Prompt) -> tuple[Sequence, int]:
@@ -118,46 +110,80 @@ def prefill(model: PreTrainedModel, prompt: Prompt) -> tuple[Sequence, int]:
     return Sequence(model, cache, prompt.offset), int(out.logits[0, -1].argmax())
 
 
-def draft_chain(draft: Sequence, pending: list[int], k: int, stop_ids: frozenset[int]) -> list[int]:
-    """Feed the committed tokens the draft has not seen, then propose up to ``k`` greedy tokens.
-
-    The last proposal is never fed back, so the draft cache grows by len(pending) + len(drafts) − 1.
-    """
-    drafts: list[int] = []
-    ids = pending
-    while len(drafts) < k:
-        token = int(draft.forward(ids, logits_to_keep=1)[-1].argmax())
-        drafts.append(token)
-        if token in stop_ids:
-            break
-        ids = [token]
-    return drafts
-
-
-def verify(target: Sequence, ids: list[int], tap: LayerTap) -> tuple[torch.Tensor, torch.Tensor]:
-    """One target pass over [last committed, d_1..d_K]: logits at every position and layer-L states."""
-    logits = target.forward(ids)
+def verify(target: Sequence, committed: list[int], drafts: list[int], tap: LayerTap) -> tuple[torch.Tensor, torch.Tensor]:
+    """One target pass over [last committed, d_1..d_K]: logits and layer-L states at those K + 1 positions."""
+    logits = target.forward(target.unseen(committed) + drafts)
     return logits.float(), tap.take()
 
 
-def draft_prompt(pair: ModelPair, draft: PreTrainedModel, inputs: dict, full: Prompt, states: torch.Tensor,
-                 settings: Settings) -> tuple[Prompt, int]:
-    """What the draft reads, and how many video tokens of it: the whole video, or the kept share chosen by
-    the target's prefill ``states`` (``lvspec.pruning``). A target drafting for itself reuses its own prompt."""
-    prompt = full if draft is pair.target else pair.prompt(draft, inputs)
-    mask = pair.adapter.video_mask(pair.target.config, inputs["input_ids"])
-    if settings.draft_keep == 1.0:
-        return prompt, int(mask.sum())
-    grid = pair.adapter.video_grid(pair.target.config, inputs)
-    kept = kept_tokens(prefill_signal(states, mask), grid, settings.draft_keep)
-    return pruned(prompt, mask, kept), int(kept.sum())
+def draft_prompt(pair: ModelPair, model: PreTrainedModel, reading: Reading, states: torch.Tensor | None,
+                 keep: float) -> tuple[Prompt, int]:
+    """What a drafting ``model`` reads, and how many video tokens of it: the whole video, or the ``keep``
+    share chosen by the target's prefill ``states`` (``lvspec.pruning``). The target drafting for itself
+    reuses its own prompt."""
+    prompt = reading.prompt if model is pair.target else pair.prompt(model, reading.inputs)
+    if keep == 1.0:
+        return prompt, int(reading.video_mask.sum())
+    kept = kept_tokens(prefill_signal(states, reading.video_mask), reading.grid, keep)
+    return pruned(prompt, reading.video_mask, kept), int(kept.sum())
 
 
-def drafter(pair: ModelPair, settings: Settings) -> tuple[PreTrainedModel | None, str | None]:
-    """The draft model and its name: the pair's draft, or in Self-SD the target itself."""
-    if settings.self_draft:
-        return pair.target, f"{pair.target_name} (self, {settings.draft_keep:.0%} of the video)"
-    return pair.draft, pair.draft_name
+class NoDraft:
+    """Vanilla decoding: nothing is drafted, so every round is one target token."""
+
+    name: str | None = None
+
+    def start(self, reading: Reading, states: torch.Tensor) -> int | None:
+        return None
+
+    def propose(self, committed: list[int], k: int, stops: frozenset[int]) -> list[int]:
+        return []
+
+    def rollback(self, committed: list[int]) -> None:
+        pass
+
+
+@dataclass
+class ModelDraft(NoDraft):
+    """A model that proposes greedy tokens: the pair's draft, or in Self-SD the target itself, reading the
+    whole video or the ``keep`` share of it."""
+
+    pair: ModelPair
+    model: PreTrainedModel
+    name: str
+    keep: float = 1.0
+    seq: Sequence | None = None
+
+    def start(self, reading: Reading, states: torch.Tensor) -> int:
+        """Prefill; how many video tokens the draft read."""
+        prompt, n_video = draft_prompt(self.pair, self.model, reading, states, self.keep)
+        self.seq = prefill(self.model, prompt)[0]
+        return n_video
+
+    def propose(self, committed: list[int], k: int, stops: frozenset[int]) -> list[int]:
+        """Read the committed tokens not seen yet, then up to ``k`` greedy tokens; the last is never fed back."""
+        drafts: list[int] = []
+        ids = self.seq.unseen(committed)
+        while len(drafts) < k:
+            drafts.append(int(self.seq.forward(ids, logits_to_keep=1)[-1].argmax()))
+            if drafts[-1] in stops:
+                break
+            ids = drafts[-1:]
+        return drafts
+
+    def rollback(self, committed: list[int]) -> None:
+        self.seq.rollback(committed)
+
+
+def make_drafter(pair: ModelPair, policy: Policy, s: Settings) -> NoDraft:
+    """Who drafts for ``policy``: nobody, the pair's draft, or (Self-SD) the target reading a kept share."""
+    if not policy.drafts:
+        return NoDraft()
+    if s.self_draft:
+        return ModelDraft(pair, pair.target, f"{pair.target_name} (self, {s.draft_keep:.0%} of the video)", s.draft_keep)
+    if pair.draft is None:
+        raise UserError("this method drafts, and the loaded pair has no draft model")
+    return ModelDraft(pair, pair.draft, pair.draft_name, s.draft_keep)
 
 
 def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], stops: frozenset[int]) -> RoundView:
@@ -180,108 +206,88 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
 
 @torch.inference_mode()
 def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Settings = Settings()) -> Iterator[RunTrace]:
-    policy = make_policy(method, settings)
-    draft, draft_name = drafter(pair, settings)
-    if policy.drafts and draft is None:
-        raise ValueError(f"method '{method}' needs a draft model")
-    target, stops = pair.target, pair.stop_ids
-    trace = RunTrace(
-        method=method,
-        params=asdict(settings),
-        target=pair.target_name,
-        draft=draft_name if policy.drafts else None,
-        prompt=prompt,
-        video=clip.info(),
-    )
-    inputs = pair.inputs(clip, prompt)
-    video_mask = pair.adapter.video_mask(target.config, inputs["input_ids"])
-    trace.video["grid"] = pair.adapter.video_grid(target.config, inputs)
-    layers = pair.adapter.decoder_layers(target)
-    hidden_tap = LayerTap(layers, len(layers) // 2 if settings.layer is None else settings.layer)
+    policy, stops = make_policy(method, settings), pair.stop_ids
+    drafter = make_drafter(pair, policy, settings)
+    reading = pair.read(clip, prompt)
+    trace = RunTrace(method, settings, pair.target_name, drafter.name, prompt, clip.info())
+    trace.video.grid = reading.grid
+    layers = pair.adapter.decoder_layers(pair.target)
+    tap = LayerTap(layers, len(layers) // 2 if settings.layer is None else settings.layer)
     clock, text = Clock(*pair.devices), Detokenizer(pair.tokenizer)
     try:
         start = clock()
-        full = pair.prompt(target, inputs)
-        target_seq, first = prefill(target, full)
-        states = hidden_tap.take()
-        source = full.embeds[0] if settings.video_repr == "input" else states
-        video = unit_rows(source[video_mask.to(source.device)])
-        draft_seq = None
-        if policy.drafts:
-            reads, trace.video["draft_tokens"] = draft_prompt(pair, draft, inputs, full, states, settings)
-            draft_seq = prefill(draft, reads)[0]
+        target, first = prefill(pair.target, reading.prompt)
+        states = tap.take()
+        video = video_vectors(reading, states, settings.video_repr)
+        trace.video.draft_tokens = drafter.start(reading, states)
         trace.timing.prefill_s = clock() - start
         committed = [first]
         trace.tokens.append(TokenEvent(first, text.push(first), "target", False, None, 0))
-        draft_seen = 0  # committed tokens already in the draft's cache
         tally(trace, start, clock())
         start += yield from _hand_over(trace, clock)
 
         while committed[-1] not in stops and len(committed) < settings.max_new_tokens:
-            k = min(settings.k, settings.max_new_tokens - len(committed) - 1) if policy.drafts else 0
             t0 = clock()
-            drafts = draft_chain(draft_seq, committed[draft_seen:], k, stops) if k else []
+            drafts = drafter.propose(committed, min(settings.k, settings.max_new_tokens - len(committed) - 1), stops)
             t1 = clock()
-            logits, hidden = verify(target_seq, committed[-1:] + drafts, hidden_tap)
+            logits, hidden = verify(target, committed, drafts, tap)
             t2 = clock()
-
-            scores, looks = relevance(hidden[1:], video, settings.top_n)
-            scores, looks = scores.tolist(), looks.tolist()
+            scores, looks = (x.tolist() for x in relevance(hidden[1:], video, settings.top_n))
             view = round_view(logits, drafts, scores, stops)
             decision = policy.decide(view)
-            n = decision.accepted
             t3 = clock()
-
-            # Commit the accepted drafts and the target's own token after them, up to a stop token.
-            last = "target" if not drafts else "bonus" if n == len(drafts) else "correction"
-            new = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], scores[:n], looks[:n]))
-            new.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None, None))
-            index = len(trace.rounds) + 1
-            added = 0
-            for token, verdict, anchor, score, look in new:
-                committed.append(token)
-                trace.tokens.append(TokenEvent(token, text.push(token), verdict, anchor, score, index, look))
-                added += 1
-                if token in stops:
-                    break
-
-            # Roll both caches back to the committed prefix.
-            target_seq.crop(len(drafts) - n)
-            if drafts:
-                kept = min(n, len(drafts) - 1)
-                draft_seq.crop(len(drafts) - 1 - kept)
-                draft_seen = len(committed) - added + kept
-
-            for token in {*drafts, *view.target_ids} - set(map(int, trace.vocab)):
-                trace.vocab[str(token)] = pair.tokenizer.decode([token])
-            now = clock()
-            trace.rounds.append(
-                Round(
-                    index=index,
-                    draft_ids=drafts,
-                    target_ids=view.target_ids,
-                    p_draft_token=view.p_draft,
-                    p_target_top=view.p_top,
-                    relevance=scores,
-                    anchor=decision.anchor,
-                    verdicts=decision.verdicts,
-                    committed=added,
-                    draft_s=t1 - t0,
-                    verify_s=t2 - t1,
-                    end_s=now - start,
-                )
-            )
-            trace.timing.draft_s += t1 - t0
-            trace.timing.verify_s += t2 - t1
-            trace.timing.identify_s += t3 - t2
-            tally(trace, start, now)
+            events = commit(committed, view, decision, looks, len(trace.rounds) + 1, text, stops)
+            target.rollback(committed)
+            drafter.rollback(committed)
+            record(trace, view, decision, events, pair.tokenizer, (t0, t1, t2, t3, clock()), start)
             start += yield from _hand_over(trace, clock)
 
         if settle_text(trace, text):
             tally(trace, start, clock())
             yield trace
     finally:
-        hidden_tap.close()
+        tap.close()
+
+
+def video_vectors(reading: Reading, states: torch.Tensor, source: str) -> torch.Tensor:
+    """Unit vectors of the video tokens that relevance compares answer states with: the decoder's inputs
+    (``"input"``, after the vision merger) or the target's states at the relevance layer (``"layer"``)."""
+    rows = reading.prompt.embeds[0] if source == "input" else states
+    return unit_rows(rows[reading.video_mask.to(rows.device)])
+
+
+def commit(committed: list[int], view: RoundView, decision, looks: list, index: int, text: Detokenizer,
+           stops: frozenset[int]) -> list[TokenEvent]:
+    """Append the accepted drafts and the target's own token after them (up to a stop token) to
+    ``committed``; the events of the tokens added."""
+    n, drafts = decision.accepted, view.draft_ids
+    last = "target" if not drafts else "bonus" if n == len(drafts) else "correction"
+    rows = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], view.relevance[:n], looks[:n]))
+    rows.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None, None))
+    events = []
+    for token, verdict, anchor, score, look in rows:
+        committed.append(token)
+        events.append(TokenEvent(token, text.push(token), verdict, anchor, score, index, look))
+        if token in stops:
+            break
+    return events
+
+
+def record(trace: RunTrace, view: RoundView, decision, events: list[TokenEvent], tokenizer,
+           times: tuple[float, ...], start: float) -> None:
+    """Add one round to the trace: its tokens, its Round, the texts of ids new to it, its time by phase
+    (``times``: the round's start, then the ends of drafting, verifying, deciding, and all of it)."""
+    t0, t1, t2, t3, now = times
+    trace.tokens += events
+    for token in {*view.draft_ids, *view.target_ids} - set(map(int, trace.vocab)):
+        trace.vocab[str(token)] = tokenizer.decode([token])
+    trace.rounds.append(Round(len(trace.rounds) + 1, view.draft_ids, view.target_ids, view.p_draft, view.p_top,
+                              view.relevance, decision.anchor, decision.verdicts, len(events), t1 - t0, t2 - t1,
+                              now - start))
+    trace.timing.draft_s += t1 - t0
+    trace.timing.verify_s += t2 - t1
+    trace.timing.identify_s += t3 - t2
+    tally(trace, start, now)
 
 
 def _hand_over(trace: RunTrace, clock: Clock) -> Iterator[RunTrace]:

@@ -54,6 +54,17 @@ class Prompt:
         )
 
 
+@dataclass
+class Reading:
+    """One request, read once: the processor's ``inputs``, the target's ``prompt``, which prompt positions
+    hold video tokens (``video_mask``, (L,)) and their ``grid`` (time steps, rows, columns)."""
+
+    inputs: dict
+    prompt: Prompt
+    video_mask: torch.Tensor
+    grid: list[int]
+
+
 class Adapter:
     """One Video-LLM family: how to build its inputs and where its video tokens and layers are."""
 
@@ -256,6 +267,13 @@ class ModelPair:
     def prompt(self, model: PreTrainedModel, inputs: dict) -> Prompt:
         """What ``model`` (the target or the draft) reads at prefill for these inputs."""
         return self.adapter.prompt(model, inputs)
+
+    def read(self, clip: Clip, prompt: str) -> Reading:
+        """The request as the target reads it, with what a draft needs to read it as well."""
+        inputs = self.inputs(clip, prompt)
+        config = self.target.config
+        return Reading(inputs, self.prompt(self.target, inputs), self.adapter.video_mask(config, inputs["input_ids"]),
+                       self.adapter.video_grid(config, inputs))
 
     def reset(self) -> None:
         for model in (self.target, self.draft):

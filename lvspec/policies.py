@@ -12,8 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from .relevance import anchors
-
-ACCEPTED = ("exact", "loose", "shift")
+from .trace import accepted_prefix
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,7 @@ class Decision:
     @property
     def accepted(self) -> int:
         """Length of the accepted prefix: the draft tokens this round commits."""
-        n = 0
-        while n < len(self.verdicts) and self.verdicts[n] in ACCEPTED:
-            n += 1
-        return n
+        return accepted_prefix(self.verdicts)
 
 
 class Policy:

@@ -12,10 +12,54 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# The verdict vocabulary, here once: a committed token's (VERDICTS) and a drafted position's (ROUND_VERDICTS).
 VERDICTS = ("target", "exact", "loose", "shift", "correction", "bonus")
 ROUND_VERDICTS = ("exact", "loose", "shift", "reject", "skip")
+ACCEPTED = ("exact", "loose", "shift")  # the round verdicts that keep a drafted token
 MAX_GRID_TOKENS = 2**20  # a saved trace's video grid is drawn as heat: bound what it may ask to allocate
 PHASES = ("prefill", "draft", "verify", "identify", "other")  # where a run's wall time goes: Timing.<phase>_s
+
+
+def accepted_prefix(verdicts: list[str]) -> int:
+    """How many drafted tokens a round keeps: its verdicts up to the first that is not ACCEPTED."""
+    n = 0
+    while n < len(verdicts) and verdicts[n] in ACCEPTED:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run decodes: the knobs of the loop and its policies, saved with every trace."""
+
+    k: int = 10  # draft tokens per round
+    lam: float = 0.7  # relaxation ratio: share of each round's positions treated as fillers (the paper's)
+    top_n: int = 10  # video tokens averaged into a position's relevance
+    tau: float | None = None  # relevance at or above which a position is always an anchor
+    window: int = 3  # position-shift tolerance w (0 = off)
+    min_ratio: float = 0.2  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t) (0: the paper's rule)
+    layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
+    video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
+    max_new_tokens: int = 256  # room for a detailed description (the SpecVLM scripts use 256)
+    draft_keep: float = 1.0  # share of the video tokens the draft reads (below 1: pruned, as in SpecVLM)
+    self_draft: bool = False  # Self-SD: the target, reading only the kept video tokens, is its own draft
+
+    def __post_init__(self):
+        if not 0.0 < self.draft_keep <= 1.0:
+            raise ValueError(f"draft_keep must be in (0, 1], got {self.draft_keep}")
+
+
+@dataclass
+class VideoInfo:
+    """The clip a run read: where from, how it was sampled, and how the model saw it."""
+
+    path: str | None = None
+    n_frames: int = 0  # frames sampled from the clip
+    fps: float = 0.0
+    seconds: float = 0.0
+    size: list[int] = field(default_factory=lambda: [0, 0])  # the source's (width, height)
+    grid: list[int] | None = None  # the target's video tokens as (time steps, rows, columns)
+    draft_tokens: int | None = None  # video tokens the draft read (fewer when pruned)
 
 
 @dataclass
@@ -44,6 +88,11 @@ class Round:
     verify_s: float
     end_s: float = 0.0  # seconds from the run's start to this round's commit: replays at recorded speed
 
+    @property
+    def accepted(self) -> int:
+        """Drafted tokens this round kept."""
+        return accepted_prefix(self.verdicts)
+
 
 @dataclass
 class Timing:
@@ -66,11 +115,11 @@ class Stats:
 @dataclass
 class RunTrace:
     method: str
-    params: dict
+    params: Settings
     target: str
     draft: str | None
     prompt: str
-    video: dict
+    video: VideoInfo
     text: str = ""
     tokens: list[TokenEvent] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
@@ -94,7 +143,7 @@ class RunTrace:
     @property
     def fewest_passes(self) -> int:
         """Passes this answer would take if every drafted token were accepted, K + 1 tokens each."""
-        k = self.params.get("k", 0) if self.draft else 0
+        k = self.params.k if self.draft else 0
         return -(-self.committed // (k + 1))
 
     @property
@@ -122,6 +171,8 @@ class RunTrace:
             data[name] = [_typed(part, item) for item in data.get(name, [])]
         data["timing"] = _typed(Timing, data.get("timing", {}))
         data["stats"] = _typed(Stats, data.get("stats", {}))
+        data["params"] = _typed(Settings, data.get("params", {}))
+        data["video"] = _typed(VideoInfo, data.get("video", {}))
         trace = _typed(cls, data)
         _check_values(trace)
         return trace
@@ -179,10 +230,7 @@ def _check_values(trace: RunTrace) -> None:
             raise ValueError(f"round {r.index} has lists of different lengths")
         if not set(r.verdicts) <= set(ROUND_VERDICTS):
             raise ValueError(f"round {r.index} has a verdict not in {', '.join(ROUND_VERDICTS)}")
-    video = trace.video
-    if not _conforms(video.get("path"), str | None) or not _conforms(video.get("n_frames", 0), int):
-        raise ValueError("the video record's path or n_frames has the wrong type")
-    grid = video.get("grid")
+    grid = trace.video.grid
     if grid is not None and not (
         _conforms(grid, list[int]) and len(grid) == 3 and min(grid) > 0 and grid[0] * grid[1] * grid[2] <= MAX_GRID_TOKENS
     ):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UserError
+from .trace import VideoInfo
 
 FRAME_CAP = 256  # the most frames any run may ask for: memory grows with it
 SEEK_GAP_S = 1.0  # decode straight on to a sampling time this close; seek to anything farther
@@ -71,15 +72,9 @@ class Clip:
         """Frames per second of the sampled stack, as the model's temporal positions need it."""
         return len(self.indices) / self.seconds
 
-    def info(self) -> dict:
-        """The ``video`` record of a RunTrace."""
-        return {
-            "path": self.path,
-            "n_frames": len(self.indices),
-            "fps": round(self.fps, 4),
-            "seconds": round(self.seconds, 3),
-            "size": list(self.size),
-        }
+    def info(self) -> VideoInfo:
+        """The ``video`` record of a RunTrace (the model's view of it, ``grid``, is added by the run)."""
+        return VideoInfo(self.path, len(self.indices), round(self.fps, 4), round(self.seconds, 3), list(self.size))
 
 
 def sample_indices(n_source: int, n_frames: int) -> list[int]:

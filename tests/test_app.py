@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lvspec.trace import RunTrace, load_runs
+from lvspec.trace import RunTrace, Settings, VideoInfo, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "videos" / "red-circle-right.mp4"
@@ -72,7 +72,7 @@ def test_generate_endpoint_returns_a_valid_trace(client):
     assert trace.text and trace.text == "".join(t.text for t in trace.tokens)
     assert trace.stats.new_tokens == len(trace.tokens) > 1
     assert sum(r.committed for r in trace.rounds) == len(trace.tokens) - 1
-    assert trace.video["grid"][0] * trace.video["grid"][1] * trace.video["grid"][2] > 0
+    assert trace.video.grid[0] * trace.video.grid[1] * trace.video.grid[2] > 0
     assert all(trace.vocab.get(str(d)) is not None for r in trace.rounds for d in r.draft_ids)
 
 
@@ -188,8 +188,8 @@ def hand_built_trace() -> RunTrace:
               TokenEvent(4, " star", "correction", True, None, 1)]
     rnd = Round(1, [2, 3, 5], [6, 3, 4, 7], [0.2, 0.9, 0.1], [0.5, 0.9, 0.8], [0.1, 0.9, 0.8], [False, True, True],
                 ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08)
-    return RunTrace(method="lvspec", params={"k": 3, "tau": None}, target="t", draft="d", prompt="Describe.",
-                    video={"path": "gone.mp4", "n_frames": 4, "grid": [2, 1, 2]}, text="A " + evil + " red star",
+    return RunTrace(method="lvspec", params=Settings(k=3), target="t", draft="d", prompt="Describe.",
+                    video=VideoInfo("gone.mp4", 4, grid=[2, 1, 2]), text="A " + evil + " red star",
                     tokens=tokens, rounds=[rnd], timing=Timing(prefill_s=0.05, draft_s=0.01, verify_s=0.02, total_s=0.08),
                     stats=Stats(4, 1, 3.0, 40.0), vocab={"2": " " + evil, "3": " red", "5": " big", "6": " a",
                                                          "4": " star", "7": "."})

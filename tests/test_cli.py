@@ -43,7 +43,7 @@ def test_generate_prints_answer_summary_and_writes_trace(folders, video, tmp_pat
     summary = res.stdout.strip().splitlines()[-1]
     assert summary.startswith("[lvspec]") and "E[T]" in summary and "tok/s" in summary
     trace = RunTrace.load(out)
-    assert trace.method == "lvspec" and trace.video["n_frames"] == 8 and trace.params["k"] == 4
+    assert trace.method == "lvspec" and trace.video.n_frames == 8 and trace.params.k == 4
     assert trace.target == target and trace.draft == draft
 
 

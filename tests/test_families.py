@@ -159,7 +159,7 @@ def test_exact_equals_vanilla(pair, reference, settings):
         strict = replace(settings, lam=0.0, window=0, max_new_tokens=MAX_NEW)
         assert generate(pair, CLIP, PROMPT, "lvspec", strict).token_ids == vanilla
     video_tokens = int(pair.adapter.video_mask(pair.target.config, pair.inputs(CLIP, PROMPT)["input_ids"]).sum())
-    assert exact.video["draft_tokens"] == math.ceil(settings.draft_keep * video_tokens)
+    assert exact.video.draft_tokens == math.ceil(settings.draft_keep * video_tokens)
     assert exact.draft.endswith("(self, 10% of the video)") == (settings.self_draft and settings.draft_keep == 0.1)
     if settings.self_draft:  # the pruned self is another model: it gets some tokens wrong
         assert "reject" in {v for r in exact.rounds for v in r.verdicts}
@@ -195,7 +195,7 @@ def test_pruned_draft_reads_its_tokens_at_their_original_positions(pair):
     reference = draft(inputs_embeds=embeds, position_ids=positions, attention_mask=attend[None]).logits[0]
     torch.testing.assert_close(logits, reference[-3:])
     # and nothing pruned is the unpruned prompt itself
-    whole, count = draft_prompt(pair, draft, inputs, full, None, Settings())
+    whole, count = draft_prompt(pair, draft, pair.read(CLIP, PROMPT), None, keep=1.0)
     assert count == int(mask.sum()) and whole.embeds.shape == pair.prompt(draft, inputs).embeds.shape
 
 
@@ -256,8 +256,8 @@ def test_cli_self_draft_and_pruned_draft(family, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"loaded target {family.target}: " in err and f"loaded draft {family.draft}: " in err
     own, pruned_draft = RunTrace.load(tmp_path / "self.json"), RunTrace.load(tmp_path / "pruned.json")
-    assert own.params["self_draft"] and own.params["draft_keep"] == KEEP and own.draft.startswith(family.target)
-    assert not pruned_draft.params["self_draft"] and pruned_draft.params["draft_keep"] == KEEP
+    assert own.params.self_draft and own.params.draft_keep == KEEP and own.draft.startswith(family.target)
+    assert not pruned_draft.params.self_draft and pruned_draft.params.draft_keep == KEEP
     assert pruned_draft.draft == family.draft and own.token_ids == pruned_draft.token_ids
     with pytest.raises(SystemExit):
         cli.main([*base, "--self-draft", "--draft", family.draft])
@@ -297,6 +297,6 @@ def test_app_runs_self_sd_and_a_pruned_draft(family, tmp_path, monkeypatch):
     own = list(app.api_generate(str(video), PROMPT, "exact", family.target, family.draft, *quick, KEEP, True))[-1]
     pruned_draft = list(app.api_generate(str(video), PROMPT, "exact", family.target, family.draft, *quick, 0.5, False))[-1]
     own, pruned_draft = RunTrace.from_json(own), RunTrace.from_json(pruned_draft)
-    assert own.params["self_draft"] and own.draft.startswith(family.target) and own.video["draft_tokens"] > 0
-    assert pruned_draft.draft == family.draft and pruned_draft.params["draft_keep"] == 0.5
+    assert own.params.self_draft and own.draft.startswith(family.target) and own.video.draft_tokens > 0
+    assert pruned_draft.draft == family.draft and pruned_draft.params.draft_keep == 0.5
     assert own.token_ids == pruned_draft.token_ids

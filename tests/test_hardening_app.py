@@ -86,12 +86,12 @@ def test_bad_videos_are_error_toasts_and_the_app_keeps_serving(app_module, files
 @pytest.mark.parametrize("kind", ["one-frame", "8k", "vertical", "rotated", "vfr", "webm, no duration"])
 def test_unusual_videos_run(app_module, files, kind):
     trace = generate(client(app_module), files[kind])
-    assert trace.text and trace.video["path"].endswith(files[kind].name)
+    assert trace.text and trace.video.path.endswith(files[kind].name)
 
 
 def test_hour_long_video_runs(app_module, tmp_path):
     trace = generate(client(app_module), media.hour_long(tmp_path / "hour.mp4"))
-    assert trace.video["seconds"] == 3600 and trace.video["n_frames"] == QUICK["frames"]
+    assert trace.video.seconds == 3600 and trace.video.n_frames == QUICK["frames"]
 
 
 def test_prompts_blank_long_and_any_unicode(app_module, files):
@@ -162,8 +162,8 @@ def test_five_users_at_once_each_get_their_own_result(app_module, files):
     for kind, prompt, frames in users:
         trace = results[kind]
         assert isinstance(trace, RunTrace), trace
-        assert trace.prompt == prompt and trace.video["path"].endswith(files[kind].name)
-        assert trace.video["n_frames"] == frames and trace.text
+        assert trace.prompt == prompt and trace.video.path.endswith(files[kind].name)
+        assert trace.video.n_frames == frames and trace.text
 
 
 class Runs(list):
@@ -266,7 +266,7 @@ def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path
     for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "assets" / "videos" / ".." / ".." / "app.py"), str(outside)):
         assert not app.readable_video(path)
     trace = hand_built_trace()
-    trace.video["path"] = str(outside)
+    trace.video.path = str(outside)
     images = app.anchor_view([trace], "lvspec", 2)
     assert images[0][0].shape == (28, 56, 3)  # drawn on grey: the file named in the trace was not opened
 

@@ -50,14 +50,14 @@ def test_usable_videos_run_through_the_embedded_pair(capsys, files, kind, tmp_pa
     assert code == 0, error
     trace = RunTrace.load(tmp_path / "t.json")
     assert trace.text and out.splitlines()[-1].startswith("[lvspec]")
-    assert trace.video["n_frames"] == min(4, {"one-frame": 1, "8k": 2}.get(kind, 24))
+    assert trace.video.n_frames == min(4, {"one-frame": 1, "8k": 2}.get(kind, 24))
 
 
 def test_hour_long_video_runs(capsys, tmp_path):
     code, _, error = generate(capsys, media.hour_long(tmp_path / "hour.mp4"), "Describe the video.",
                               "--json", str(tmp_path / "t.json"))
     assert code == 0, error
-    assert RunTrace.load(tmp_path / "t.json").video["seconds"] == 3600
+    assert RunTrace.load(tmp_path / "t.json").video.seconds == 3600
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_properties import PROB, STOP, rounds
 
-from lvspec.policies import ACCEPTED, Exact, FLy, LVSpec, Policy, RandomRelax, RoundView
+from lvspec.policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView
+from lvspec.trace import ACCEPTED
 
 
 @st.composite

@@ -47,7 +47,7 @@ def spoiled(path: str, value) -> dict:
         ("vocab", {"2": 3}, "RunTrace.vocab has the wrong type"),
         ("video.grid", [10**6, 10**6, 10**6], "bounded product"),
         ("video.grid", [2, -1, 2], "bounded product"),
-        ("video.path", ["/etc/passwd"], "path or n_frames"),
+        ("video.path", ["/etc/passwd"], "VideoInfo.path has the wrong type"),
         ("draft", {"a": 1}, "RunTrace.draft has the wrong type"),
     ],
 )

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvspec.policies import Exact, LVSpec, RoundView
-from lvspec.trace import Round, RunTrace, Stats, Timing, TokenEvent
+from lvspec.trace import Round, RunTrace, Settings, Stats, Timing, TokenEvent, VideoInfo
 
 VOCAB = st.integers(0, 6)  # a small vocabulary makes matches, shifts and stops frequent
 STOP = 6
@@ -56,8 +56,8 @@ def traces(draw) -> RunTrace:
                        st.lists(st.sampled_from(["exact", "loose", "shift", "reject", "skip"]), min_size=k, max_size=k),
                        st.integers(0, k + 1), FLOAT, FLOAT, FLOAT)
     return RunTrace(
-        method=draw(st.sampled_from(["vanilla", "exact", "lvspec"])), params={"k": k, "lam": draw(PROB)},
-        target=draw(TEXT), draft=draw(st.none() | TEXT), prompt=draw(TEXT), video={"grid": [1, 2, 2]},
+        method=draw(st.sampled_from(["vanilla", "exact", "lvspec"])), params=Settings(k=k, lam=draw(PROB)),
+        target=draw(TEXT), draft=draw(st.none() | TEXT), prompt=draw(TEXT), video=VideoInfo(grid=[1, 2, 2]),
         text=draw(TEXT), tokens=tokens, rounds=draw(st.lists(round_, max_size=3)),
         timing=Timing(*draw(st.lists(FLOAT, min_size=6, max_size=6))),
         stats=Stats(draw(st.integers(0, 99)), draw(st.integers(0, 99)), draw(FLOAT), draw(FLOAT)),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import viz
-from lvspec.trace import PHASES, VERDICTS, Round, RunTrace, Stats, Timing, TokenEvent
+from lvspec.trace import PHASES, VERDICTS, Round, RunTrace, Settings, Stats, Timing, TokenEvent, VideoInfo
 from viz.charts import acceptance_counts, round_lengths, timing_rows
 from viz.tokens import TEXT_COLOUR
 
@@ -36,9 +36,8 @@ def decode(token_id: int) -> str:
     return TEXT.get(token_id, f" w{token_id}")
 
 
-def params(**extra) -> dict:
-    base = dict(k=K, lam=0.7, top_n=10, tau=None, window=3, min_ratio=0.0, layer=None, video_repr="input")
-    return base | dict(max_new_tokens=32) | extra
+def params(**extra) -> Settings:
+    return Settings(**dict(k=K, min_ratio=0.0, max_new_tokens=32) | extra)
 
 
 def rnd(index, drafts, targets, verdicts, anchor, p_draft, p_top, committed, draft_s=0.04, verify_s=0.1) -> Round:
@@ -70,7 +69,7 @@ def lvspec_trace(**extra) -> RunTrace:
         tok(62, "shift", 4, relevance=0.8), tok(61, "correction", 4),
     ]
     return RunTrace(
-        method="lvspec", params=params(**extra), target="t", draft="d", prompt="Describe.", video={},
+        method="lvspec", params=params(**extra), target="t", draft="d", prompt="Describe.", video=VideoInfo(),
         text="".join(t.text for t in tokens), tokens=tokens, rounds=rounds,
         timing=Timing(prefill_s=0.6, draft_s=0.3, verify_s=0.5, other_s=0.1, total_s=1.5),
         stats=Stats(new_tokens=13, target_passes=4, mean_accepted_length=3.0, tokens_per_s=12 / 0.9),
@@ -81,7 +80,7 @@ def vanilla_trace() -> RunTrace:
     tokens = [tok(10, "target", 0), tok(11, "target", 1), tok(13, "target", 2)]
     rounds = [rnd(i, [], [t], [], [], [], [], 1, draft_s=0.0, verify_s=0.2) for i, t in ((1, 11), (2, 13))]
     return RunTrace(
-        method="vanilla", params=params(), target="t", draft=None, prompt="Describe.", video={}, tokens=tokens,
+        method="vanilla", params=params(), target="t", draft=None, prompt="Describe.", video=VideoInfo(), tokens=tokens,
         rounds=rounds, timing=Timing(prefill_s=0.5, draft_s=0.0, verify_s=2.0, other_s=0.5, total_s=3.0),
         stats=Stats(new_tokens=3, target_passes=2, mean_accepted_length=1.0, tokens_per_s=2 / 2.5),
     )
@@ -347,7 +346,6 @@ def test_bench_figure_exports_png(tmp_path):
 
 def test_sweep_with_guards_sets_the_papers_rule_beside_them_as_its_own_family():
     from lvspec.bench import sweep_configs
-    from lvspec.decode import Settings
 
     configs = sweep_configs(Settings(min_ratio=0.2, tau=0.6))
     bare = {label: s for label, (m, s) in configs.items() if label.endswith("unguarded")}

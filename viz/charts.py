@@ -13,7 +13,6 @@ from statistics import mean
 import numpy as np
 import plotly.graph_objects as go
 
-from lvspec.policies import Decision
 from lvspec.trace import PHASES, VERDICTS, RunTrace
 
 from .tokens import PALETTES
@@ -145,10 +144,10 @@ def round_lengths(trace: RunTrace) -> RoundLengths:
 
 
 def acceptance_counts(trace: RunTrace) -> AcceptanceCounts:
-    k = max([int(trace.params.get("k", 0)), *(len(r.draft_ids) for r in trace.rounds)])
+    k = max([trace.params.k, *(len(r.draft_ids) for r in trace.rounds)])
     counts = [0] * (k + 1)
     for r in trace.rounds:
-        counts[Decision(r.anchor, r.verdicts).accepted] += 1
+        counts[r.accepted] += 1
     return AcceptanceCounts(f"{trace.method}: accepted drafts (K = {k})", k, counts)
 
 

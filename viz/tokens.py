@@ -11,8 +11,7 @@ import difflib
 from collections.abc import Callable
 from html import escape
 
-from lvspec.policies import ACCEPTED, Decision
-from lvspec.trace import VERDICTS, Round, RunTrace, TokenEvent
+from lvspec.trace import ACCEPTED, VERDICTS, Round, RunTrace, TokenEvent
 
 IdToText = Callable[[int], str]
 
@@ -169,7 +168,7 @@ def round_table_html(
     if k == 0:
         return _wrap(palette, f"<p>Round {rnd.index}: no draft, the target alone committed one token.</p>")
     stop = exact_match_stop(rnd)
-    tau = trace.params.get("tau")
+    tau = trace.params.tau
 
     def relevance(r: float) -> str:
         return f"{r:.3f}" + ("" if tau is None else " ≥ τ" if r >= tau else " < τ")
@@ -202,7 +201,7 @@ def round_table_html(
         f"<tr><th>{escape(name)}</th>{''.join(td(name, i, v) for i, v in enumerate(values))}</tr>"
         for name, values in rows.items()
     )
-    accepted = Decision(rnd.anchor, rnd.verdicts).accepted
+    accepted = rnd.accepted
     stop_note = "accept all" if stop is None else f"stop at position {stop + 1}"
     caption = (
         f"Round {rnd.index}: {k} drafted · {accepted} accepted · {rnd.committed} committed · "
