@@ -75,7 +75,7 @@ def test_8k_is_decoded_one_frame_at_a_time_and_shrunk(files):
 
 def test_rotation_is_applied_as_ffmpeg_displays_it(tmp_path):
     """decord applies FFmpeg's own display rotation at native size: the two must agree pixel for pixel."""
-    import decord
+    decord = pytest.importorskip("decord")
 
     for degrees in (90, -90, 180):
         path = media.encode(tmp_path / f"turned{degrees}.mp4", media.numbered_frames(8, 32, 64), rotation=degrees)

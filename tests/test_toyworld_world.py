@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 
-import decord
 import numpy as np
 import pytest
 
@@ -271,6 +270,7 @@ def test_corpus_is_deterministic_and_covers_both_styles():
 
 @pytest.mark.parametrize("width,height,n_frames,fps", [(112, 112, 16, 8.0), (113, 97, 5, 10.0), (320, 240, 24, 29.97)])
 def test_mp4_round_trips_through_decord(tmp_path, width, height, n_frames, fps):
+    decord = pytest.importorskip("decord")
     rng = np.random.default_rng(0)
     frames = render(sample_scene(rng), rng, width, height, n_frames)
     path = write_mp4(frames, tmp_path / "clip.mp4", fps)
