@@ -96,6 +96,9 @@ def check(args, p: argparse.ArgumentParser) -> None:
     if args.target is None:
         from .toyworld import DRAFT, TARGET
 
+        if not TARGET.is_dir():
+            p.error(f"the embedded pair ships with the repository ({TARGET} is missing here): "
+                    "pass --target (and --draft), or run from a clone")
         args.target, args.draft = str(TARGET), None if args.self_draft else args.draft or str(DRAFT)
     if args.command == "generate":
         methods = [args.method]
