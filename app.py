@@ -19,6 +19,7 @@ except ImportError:
 import functools
 import gc
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -38,6 +39,8 @@ from lvspec.trace import RunTrace, load_runs, save_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
 from viz.race import next_moment, race_html
+
+log = logging.getLogger(__name__)
 
 COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
@@ -136,7 +139,8 @@ def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_k
 
 
 def user_errors(fn):
-    """Run ``fn`` (a generator) turning expected failures into one-line Gradio error toasts.
+    """Run ``fn`` (a generator) turning a UserError into its one-line toast; anything else is a bug: its
+    traceback goes to the server log and the toast says so in one line.
 
     Out of memory keeps the pair loaded (the next run, with smaller settings, needs it) but frees what the
     failed run held, once outside the ``except`` block whose traceback still references it.
@@ -149,10 +153,13 @@ def user_errors(fn):
             return
         except gr.Error:
             raise
-        except (UserError, ValueError) as e:
+        except UserError as e:
             raise gr.Error(str(e)) from None
         except memory_errors():
             pass
+        except Exception as e:
+            log.exception("internal error in %s", fn.__name__)
+            raise gr.Error(f"Internal error ({type(e).__name__}): the server log has the details.") from None
         raise gr.Error(str(out_of_memory(MEMORY_HINT))) from None
 
     return wrapped
@@ -270,7 +277,7 @@ def open_saved(file, palette):
         return {}
     try:
         traces = load_runs(file)
-    except ValueError as e:
+    except UserError as e:
         raise gr.Error(str(e)) from None
     return {state: traces} | show(traces, palette)
 

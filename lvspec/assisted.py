@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 
 from .decode import Clock, settle_text, tally
+from .errors import UserError
 from .models import ModelPair
 from .text import Detokenizer
 from .trace import RunTrace, Settings, TokenEvent
@@ -59,7 +60,7 @@ def _fixed_chain(draft, k: int):
 @torch.inference_mode()
 def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settings = Settings()) -> RunTrace:
     if pair.draft is None:
-        raise ValueError("method 'hf' needs a draft model")
+        raise UserError("method 'hf' needs a draft model")
     trace = RunTrace("hf", settings, pair.target_name, pair.draft_name, prompt, clip.info())
     inputs = pair.inputs(clip, prompt)
     clock = Clock(*pair.devices)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .decode import METHODS, Settings, generate, warm_up
+from .errors import UserError
 from .models import ModelPair
 from .trace import PHASES, RunTrace
 from .video import VideoLimits, read_video
@@ -34,14 +35,18 @@ class Item:
 def file_suite(path: str | Path) -> list[Item]:
     """A JSONL file, one ``{"video": PATH, "prompt": TEXT}`` per line; video paths relative to the file."""
     path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the suite {path}: {e}") from None
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 row = json.loads(line)
                 items.append(Item(str((path.parent / row["video"]).resolve()), row["prompt"]))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path.name} line {n}: expected {{\"video\": …, \"prompt\": …}} ({e})") from None
+                raise UserError(f"{path.name} line {n}: expected {{\"video\": …, \"prompt\": …}} ({e})") from None
     return items
 
 

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     check(args, p)
     try:
         {"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command](args)
-    except (UserError, ValueError, OSError) as err:
+    except UserError as err:  # the input is at fault: one line; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ def make_policy(method: str, s: Settings) -> Policy:
         "random": lambda: RandomRelax(**relax),
     }
     if method not in makers:
-        raise ValueError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+        raise UserError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
     return makers[method]()
 
 

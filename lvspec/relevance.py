@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .errors import UserError
+
 
 class LayerTap:
     """Keeps the hidden state after the first ``layer`` decoder layers of the latest forward pass.
@@ -22,7 +24,7 @@ class LayerTap:
 
     def __init__(self, layers: torch.nn.ModuleList, layer: int):
         if not 0 <= layer <= len(layers):
-            raise ValueError(f"layer must be in 0..{len(layers)}, got {layer}")
+            raise UserError(f"layer must be in 0..{len(layers)}, got {layer}")
         self.layer = layer
         self.value: torch.Tensor | None = None
         if layer == 0:

@@ -12,6 +12,8 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import UserError
+
 # The verdict vocabulary, here once: a committed token's (VERDICTS) and a drafted position's (ROUND_VERDICTS).
 VERDICTS = ("target", "exact", "loose", "shift", "correction", "bonus")
 ROUND_VERDICTS = ("exact", "loose", "shift", "reject", "skip")
@@ -46,7 +48,7 @@ class Settings:
 
     def __post_init__(self):
         if not 0.0 < self.draft_keep <= 1.0:
-            raise ValueError(f"draft_keep must be in (0, 1], got {self.draft_keep}")
+            raise UserError(f"draft_keep must be in (0, 1], got {self.draft_keep}")
 
 
 @dataclass
@@ -242,14 +244,14 @@ def load_runs(path: str | Path) -> list[RunTrace]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read a trace from {Path(path).name}: {e}") from None
+        raise UserError(f"cannot read a trace from {Path(path).name}: {e}") from None
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(item, dict) for item in items):
-        raise ValueError(f"{Path(path).name} holds no RunTrace objects")
+        raise UserError(f"{Path(path).name} holds no RunTrace objects")
     try:
         return [RunTrace.from_dict(item) for item in items]
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{Path(path).name} is not a valid RunTrace: {e}") from None
+    except (TypeError, ValueError, KeyError, UserError) as e:
+        raise UserError(f"{Path(path).name} is not a valid RunTrace: {e}") from None
 
 
 def save_runs(traces: list[RunTrace], path: str | Path) -> None:

@@ -141,6 +141,30 @@ def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_m
     assert next(iter(app_module._loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
 
 
+def test_a_bug_is_a_short_toast_with_its_traceback_in_the_log_and_a_user_error_one_line(app_module, files, caplog):
+    c = client(app_module)
+    generate(c, files["mkv"])
+    (pair,) = app_module._loaded.values()
+
+    def forward(*args, **kwargs):
+        raise IndexError("index 7 is out of bounds for dimension 0 with size 3")
+
+    pair.target.forward = forward
+    try:
+        with caplog.at_level("ERROR", logger="app"):
+            message = refused(c, "Internal error", files["mkv"])
+    finally:
+        del pair.target.forward
+    assert message == "Internal error (IndexError): the server log has the details."
+    logged = [r for r in caplog.records if r.name == "app" and r.exc_info]
+    assert logged and "index 7 is out of bounds" in logged[0].getMessage() + str(logged[0].exc_info[1])
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="app"):
+        message = refused(c, "the prompt is empty", files["mkv"], "   ")
+    assert "\n" not in message and not [r for r in caplog.records if r.name == "app"]
+    assert generate(c, files["mkv"]).text
+
+
 def test_five_users_at_once_each_get_their_own_result(app_module, files):
     """Different clips, prompts and frame budgets from five sessions at once: all queue and complete, and
     each trace is the one its user asked for."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_app import hand_built_trace
 
+from lvspec.errors import UserError
 from lvspec.trace import RunTrace, load_runs, save_runs
 from viz.tokens import round_table_html, tokens_html
 
@@ -54,7 +55,7 @@ def spoiled(path: str, value) -> dict:
 def test_malformed_traces_are_refused_with_the_reason(tmp_path, path, value, reason):
     file = tmp_path / "runs.json"
     file.write_text(json.dumps([spoiled(path, value)]))
-    with pytest.raises(ValueError, match=reason) as err:
+    with pytest.raises(UserError, match=reason) as err:
         load_runs(file)
     assert "\n" not in str(err.value)
 
@@ -63,7 +64,7 @@ def test_malformed_traces_are_refused_with_the_reason(tmp_path, path, value, rea
 def test_files_that_hold_no_trace_are_refused(tmp_path, content):
     file = tmp_path / "runs.json"
     file.write_text(content, encoding="utf-8", errors="surrogateescape")
-    with pytest.raises(ValueError, match="runs.json"):
+    with pytest.raises(UserError, match="runs.json"):
         load_runs(file)
 
 
@@ -77,13 +78,13 @@ FIELDS = st.sampled_from(sorted(good()))
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(FIELDS, JSON), max_size=3))
-def test_any_json_in_any_field_loads_or_is_refused_with_a_value_error(tmp_path_factory, changes):
+def test_any_json_in_any_field_loads_or_is_refused_as_a_user_error(tmp_path_factory, changes):
     data = good() | dict(changes)
     file = tmp_path_factory.mktemp("fuzz") / "runs.json"
     file.write_text(json.dumps(data))
     try:
         traces = load_runs(file)
-    except ValueError:
+    except UserError:
         return
     tokens_html(traces[0])  # what loads, renders
     for r in traces[0].rounds:
