@@ -17,12 +17,10 @@ except ImportError:
 
 
 import functools
-import gc
 import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,12 +28,13 @@ import gradio as gr
 import torch
 
 import viz
-from lvspec.decode import METHODS, Settings, stream, warm_up
+from lvspec import serving
+from lvspec.bench import read_result
+from lvspec.decode import METHODS, Settings
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
-from lvspec.models import ModelPair, load_pair, read_configs
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
-from lvspec.trace import RunTrace, load_runs, save_runs
+from lvspec.trace import RunTrace, load_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
 from viz.race import next_moment, race_html
@@ -67,67 +66,13 @@ property on any pair.
 """
 
 
-# ---- models (one pair in memory; runs are queued one at a time) ----
+# ---- models: one pair in memory, one decoding step at a time (lvspec.serving) ----
 
-PairKey = tuple[str, str | None]  # (target, draft) as typed in the Model pair boxes
-_loaded: dict[PairKey, ModelPair] = {}
-_models_busy = threading.Lock()  # held for each decoding step and each load: see one_step_at_a_time
+decode_runs = gpu(serving.decode_runs)
 
 
-def load(target: str, draft: str, progress=None) -> PairKey:
-    """Make the pair named by the two boxes the one in memory; return its key."""
-    key = (target.strip() or str(TARGET), draft.strip() or None)
-    for name in filter(None, key):
-        check_model_source(name)
-    with _models_busy:
-        _load(key, progress)
-    return key
-
-
-def _load(key: PairKey, progress) -> None:
-    if key not in _loaded:
-        read_configs(*key)  # a mistyped name fails here, before the pair in memory is given up
-        _loaded.clear()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        spread = "auto" if torch.cuda.device_count() > 1 else None  # a large target over every GPU
-        tell = None if progress is None else lambda fraction, message: progress(fraction, desc=message)
-        _loaded[key] = load_pair(*key, device_map=spread, progress=tell)
-        warm_up(_loaded[key])
-
-
-def check_model_source(name: str) -> None:
-    """A hub id, or a folder under ``assets/models`` or one of ``LVSPEC_MODEL_DIRS`` (``os.pathsep``-separated):
-    the Model pair boxes are open to every visitor, and must not load whatever folder the server holds."""
-    path = Path(name).expanduser()
-    if not (path.exists() or name.startswith(("/", ".", "~", "\\"))):
-        return  # a hub id: transformers checks its form
-    roots = [TARGET.parent, *(Path(d) for d in os.environ.get("LVSPEC_MODEL_DIRS", "").split(os.pathsep) if d)]
-    if not any(path.resolve().is_relative_to(root.resolve()) for root in roots):
-        raise UserError(f"'{name}' is a folder this app does not load models from (set LVSPEC_MODEL_DIRS to allow it)")
-
-
-def one_step_at_a_time(steps):
-    """Iterate ``steps`` holding the models' lock during each step, never between them.
-
-    Stop cancels a run between two steps, but its worker thread may still be inside the current one
-    (a prefill sets per-request state on the model) when the next run starts: the lock makes that run
-    wait for it. Closing this generator closes ``steps`` (its ``finally`` blocks release hooks and caches).
-    """
-    try:
-        while True:
-            with _models_busy:
-                item = next(steps, None)
-            if item is None:
-                return
-            yield item
-    finally:
-        steps.close()
-
-
-if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU wants the models placed at start-up, not inside a GPU call
-    load(str(TARGET), str(DRAFT))
+def load(target: str, draft: str, progress) -> serving.PairKey:
+    return serving.load(target, draft, lambda fraction, message: progress(fraction, desc=message))
 
 
 def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_keep, self_draft) -> Settings:
@@ -163,19 +108,6 @@ def user_errors(fn):
         raise gr.Error(str(out_of_memory(MEMORY_HINT))) from None
 
     return wrapped
-
-
-@gpu
-def decode_runs(key: PairKey, video: str, prompt: str, settings: Settings, frames: int, methods=COMPARED):
-    """Yield (method, growing trace) for each method in turn, on the same clip and prompt.
-
-    Takes the pair's key, not the pair: on ZeroGPU the arguments of a GPU call are pickled.
-    """
-    pair = _loaded[key]
-    clip = read_video(video, VideoLimits.from_env(max_frames=int(frames)))
-    for method in methods:
-        for trace in one_step_at_a_time(stream(pair, clip, prompt, method, settings)):
-            yield method, trace
 
 
 # ---- views: everything below draws from RunTraces only ----
@@ -224,21 +156,6 @@ def views(traces: list[RunTrace], palette: str) -> dict:
     }
 
 
-def export_files(traces: list[RunTrace], palette: str) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="lvspec-"))
-    save_runs(traces, folder / "runs.json")
-    viz.save_timing(traces, folder / "timing.png")
-    main = by_method(traces).get("lvspec") or traces[-1]
-    if main.draft is not None:
-        viz.save_accepted_length(main, folder / f"accepted-length-{main.method}.png", palette)
-        viz.save_acceptance_histogram(main, folder / f"acceptance-histogram-{main.method}.png")
-    points = viz.speedup_points(traces)
-    if points and "vanilla" in by_method(traces):
-        k = main.params.k
-        viz.save_speedup_curve(points, k, viz.step_cost_ratio(traces), folder / "speedup-curve.png")
-    return sorted(str(p) for p in folder.iterdir())
-
-
 # ---- event handlers ----
 
 
@@ -252,7 +169,7 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     key = load(target, "" if self_draft else draft, progress)
     runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
     drawn = 0.0
-    for method, trace in decode_runs(key, video, prompt, settings, frames):
+    for method, trace in decode_runs(key, video, prompt, settings, frames, COMPARED):
         first_round = method not in runs
         runs[method] = trace
         if time.perf_counter() - drawn < REDRAW_S and not first_round:
@@ -269,7 +186,7 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
 def show(traces: list[RunTrace], palette: str):
     if not traces:
         return {}
-    return views(traces, palette) | {exports: export_files(traces, palette)}
+    return views(traces, palette) | {exports: viz.save_all(traces, Path(tempfile.mkdtemp(prefix="lvspec-")), palette)}
 
 
 def open_saved(file, palette):
@@ -287,12 +204,7 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
     if trace is None or not trace.rounds:
         return gr.Slider(), "<p><i>run a drafting method first</i></p>", None, None, gr.Dropdown(choices=[])
     index = int(min(max(1, index or 1), len(trace.rounds)))
-    anchors = [
-        (f"#{i} {t.text.strip() or repr(t.text)} · round {t.round} · {'anchor' if t.anchor else 'filler'} · "
-         f"r={t.relevance:.3f}", i)
-        for i, t in enumerate(trace.tokens) if t.looks
-    ]
-    anchors.sort(key=lambda item: (not trace.tokens[item[1]].anchor, -trace.tokens[item[1]].relevance))
+    anchors = viz.looked_tokens(trace)
     return (
         # Gradio needs minimum < maximum: a one-round run gets a fixed slider
         gr.Slider(minimum=1, maximum=max(2, len(trace.rounds)), value=index, step=1,
@@ -375,10 +287,10 @@ def frontier(file=None):
     if path is None:
         return None, "*No sweep shipped: run `python -m lvspec sweep --json sweep.json` and open it here.*"
     try:
-        result = json.loads(Path(path).read_text(encoding="utf-8"))
-        figure = viz.frontier_figure(result)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise gr.Error(f"{Path(path).name} is not a bench or sweep result: {e}") from None
+        result = read_result(path)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    figure = viz.frontier_figure(result)
     items, machine = len(result.get("items", [])), result.get("machine", {})
     where = f" on {machine.get('name', '?')} ({machine.get('device', '?')})" if machine else ""
     return figure, f"{Path(path).name}: {items} items × {len(result['configs'])} configs{where}."
@@ -510,24 +422,14 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     )
 
 
-def serving_threads(cores: int | None = None, threads: int | None = None) -> int:
-    """Torch threads for decoding beside the web server: on a small machine, one core is left to the server.
-
-    Each op of a decode step waits for all of torch's threads, so a thread whose core the server (or a browser
-    on the same machine) takes stalls them all: with one of two cores busy, a two-thread target step of the
-    embedded pair measured 77 ms against 3.8 ms quiet, a one-thread step 4.5 ms.
-    """
-    cores = cores or os.cpu_count() or 1
-    threads = threads or torch.get_num_threads()
-    return max(1, min(threads, cores - 1))
-
-
 def launch(**options):
     """Serve the app: one model run at a time, a bounded queue, uploads no larger than the video limit,
     and no files served but the shipped clips and what the app itself produced or received; decoding on
     `serving_threads` unless OMP_NUM_THREADS says otherwise."""
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(serving_threads())
+        torch.set_num_threads(serving.serving_threads())
+    if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU wants the models placed at start-up, not inside a GPU call
+        serving.load(str(TARGET), str(DRAFT))
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo.launch(allowed_paths=[str(VIDEOS)], max_file_size=VideoLimits.from_env().max_bytes,
                        theme=gr.themes.Soft(), **options)

@@ -50,6 +50,20 @@ def file_suite(path: str | Path) -> list[Item]:
     return items
 
 
+def read_result(path: str | Path) -> dict:
+    """A bench or sweep result as ``--json`` writes it, or a UserError that says why the file is not one."""
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        for label, config in result["configs"].items():
+            figures = result["methods"][label]
+            needed = {"method", "lam"} | ({"window"} if config["method"] == "lvspec" else set())
+            if not needed <= config.keys() or not {"speedup", "retention"} <= figures.keys():
+                raise KeyError(f"config {label!r} lacks {sorted(needed - config.keys())} or its figures")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{Path(path).name} is not a bench or sweep result: {e}") from None
+    return result
+
+
 BENCH_METHODS = (*METHODS, "hf")  # hf: transformers' generate(assistant_model=draft), the exact-match peer
 
 

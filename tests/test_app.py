@@ -242,7 +242,7 @@ def test_frontier_tab_shows_the_shipped_sweep_and_refuses_other_json(tmp_path):
 def test_serving_leaves_a_core_to_the_web_server_on_a_small_machine():
     import app
 
-    assert app.serving_threads(cores=2, threads=2) == 1
-    assert app.serving_threads(cores=1, threads=1) == 1
-    assert app.serving_threads(cores=4, threads=4) == 3
-    assert app.serving_threads(cores=16, threads=8) == 8  # torch's own choice where cores are plenty
+    assert app.serving.serving_threads(cores=2, threads=2) == 1
+    assert app.serving.serving_threads(cores=1, threads=1) == 1
+    assert app.serving.serving_threads(cores=4, threads=4) == 3
+    assert app.serving.serving_threads(cores=16, threads=8) == 8  # torch's own choice where cores are plenty

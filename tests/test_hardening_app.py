@@ -106,9 +106,9 @@ def test_unusable_models_are_refused_and_the_pair_stays_usable(app_module, files
     c = client(app_module)
     shutil.copytree(app_module.TARGET, tmp_path / "copy")
     generate(c, files["mkv"], method="vanilla")
-    held = list(app_module._loaded)
+    held = list(app_module.serving.loaded)
     refused(c, "cannot load the target", files["mkv"], method="vanilla", target="org/no-such-model-here")
-    assert list(app_module._loaded) == held  # a mistyped name leaves the loaded pair in memory
+    assert list(app_module.serving.loaded) == held  # a mistyped name leaves the loaded pair in memory
     refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
     refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target="/etc")
     refused(c, "a folder this app does not load models from", files["mkv"], target=str(app_module.TARGET / ".." / ".." / ".."))
@@ -126,7 +126,7 @@ def test_unusable_models_are_refused_and_the_pair_stays_usable(app_module, files
 def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_module, files, error):
     c = client(app_module)
     generate(c, files["mkv"])  # the default pair is loaded
-    (pair,) = app_module._loaded.values()
+    (pair,) = app_module.serving.loaded.values()
 
     def forward(*args, **kwargs):
         raise error
@@ -138,13 +138,13 @@ def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_m
         del pair.target.forward
     assert message == f"out of memory: {app_module.MEMORY_HINT}"
     assert generate(c, files["mkv"]).text
-    assert next(iter(app_module._loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
+    assert next(iter(app_module.serving.loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
 
 
 def test_a_bug_is_a_short_toast_with_its_traceback_in_the_log_and_a_user_error_one_line(app_module, files, caplog):
     c = client(app_module)
     generate(c, files["mkv"])
-    (pair,) = app_module._loaded.values()
+    (pair,) = app_module.serving.loaded.values()
 
     def forward(*args, **kwargs):
         raise IndexError("index 7 is out of bounds for dimension 0 with size 3")
@@ -200,7 +200,7 @@ class Runs(list):
 def runs(app_module, monkeypatch):
     """Runs pause a second after each round (long enough to stop one) until the test sets ``runs.fast``."""
     runs = Runs()
-    real = app_module.stream
+    real = app_module.serving.stream
 
     def slow(pair, clip, prompt, method, settings):
         record = {"method": method, "steps": 0, "closed": False}
@@ -213,7 +213,7 @@ def runs(app_module, monkeypatch):
         finally:
             record["closed"] = True
 
-    monkeypatch.setattr(app_module, "stream", slow)
+    monkeypatch.setattr(app_module.serving, "stream", slow)
     return runs
 
 
@@ -231,7 +231,7 @@ def test_a_stopped_run_frees_the_models_for_the_next(app_module, files, runs):
     trace = generate(c, files["mov"], "How many shapes?")
     assert trace.prompt == "How many shapes?" and trace.text
     assert runs[0]["closed"] and runs[0]["steps"] < 5  # one round per token: it would have run ~20
-    assert len(runs) == 2 and not app_module._models_busy.locked()
+    assert len(runs) == 2 and not app_module.serving.busy.locked()
 
 
 def test_stop_button_cancels_the_run_event(app_module):

@@ -16,11 +16,12 @@ from .charts import (
 from .export import (
     save_accepted_length,
     save_acceptance_histogram,
+    save_all,
     save_bench_figure,
     save_speedup_curve,
     save_timing,
 )
-from .tokens import PALETTES, legend_html, round_table_html, tokens_html, word_diff, word_diff_html
+from .tokens import PALETTES, legend_html, looked_tokens, round_table_html, tokens_html, word_diff, word_diff_html
 
 __all__ = [
     "PALETTES",
@@ -28,9 +29,11 @@ __all__ = [
     "acceptance_histogram",
     "frontier_figure",
     "legend_html",
+    "looked_tokens",
     "round_table_html",
     "save_accepted_length",
     "save_acceptance_histogram",
+    "save_all",
     "save_bench_figure",
     "save_speedup_curve",
     "save_timing",

@@ -14,7 +14,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lvspec.trace import RunTrace
+from lvspec.trace import RunTrace, save_runs
 
 from .charts import (
     BAR_COLOUR,
@@ -30,6 +30,8 @@ from .charts import (
     frontier_series,
     round_lengths,
     speedup_curve,
+    speedup_points,
+    step_cost_ratio,
     timing_rows,
 )
 from .tokens import PALETTES
@@ -107,6 +109,21 @@ def save_speedup_curve(points: dict[str, tuple[float, float]], k: int, c: float,
         ax.set_ylim(0, max([data.ceiling, *(s for _, s in measured)]) * 1.12)
         ax.set_xlabel("mean accepted length E[T]")
         ax.set_ylabel("speedup vs vanilla")
+
+
+def save_all(traces: list[RunTrace], folder: Path, palette: str = "default") -> list[str]:
+    """A comparison's downloads: its traces as JSON and every chart that applies to it as PNG; their paths."""
+    save_runs(traces, folder / "runs.json")
+    save_timing(traces, folder / "timing.png")
+    runs = {t.method: t for t in traces}
+    main = runs.get("lvspec") or traces[-1]
+    if main.draft is not None:
+        save_accepted_length(main, folder / f"accepted-length-{main.method}.png", palette)
+        save_acceptance_histogram(main, folder / f"acceptance-histogram-{main.method}.png")
+    points = speedup_points(traces)
+    if points and "vanilla" in runs:
+        save_speedup_curve(points, main.params.k, step_cost_ratio(traces), folder / "speedup-curve.png")
+    return sorted(str(p) for p in folder.iterdir())
 
 
 def save_bench_figure(result: dict, path: str | Path) -> None:

@@ -151,6 +151,15 @@ def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText 
     return _wrap(palette, "".join(spans))
 
 
+def looked_tokens(trace: RunTrace) -> list[tuple[str, int]]:
+    """(label, index) of every committed token whose top-N video tokens the trace kept (the drafted ones),
+    anchors first, each group by falling relevance: the inspector's list of what can be shown as heat."""
+    looked = [(i, t) for i, t in enumerate(trace.tokens) if t.looks]
+    looked.sort(key=lambda item: (not item[1].anchor, -item[1].relevance))
+    return [(f"#{i} {t.text.strip() or repr(t.text)} · round {t.round} · {'anchor' if t.anchor else 'filler'} · "
+             f"r={t.relevance:.3f}", i) for i, t in looked]
+
+
 def exact_match_stop(rnd: Round) -> int | None:
     """The first draft position exact-match SD would reject (None: it would accept them all)."""
     return next((i for i, (d, t) in enumerate(zip(rnd.draft_ids, rnd.target_ids)) if d != t), None)
