@@ -176,9 +176,10 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
             continue
         drawn = time.perf_counter()
         update = {columns[m]: column_html(t, palette) for m, t in runs.items()}  # earlier runs: final state
-        if method == "lvspec":
-            update[live] = viz.legend_html(palette) + viz.tokens_html(trace, palette)
-            update[live_summary] = f"**lvspec** · {summary(trace)} · decoding…"
+        if method == "lvspec" or first_round and "lvspec" in runs:  # LVSpec's last rounds, once it has ended
+            update[live] = viz.legend_html(palette) + viz.tokens_html(runs["lvspec"], palette)
+            ending = " · decoding…" if method == "lvspec" else ""
+            update[live_summary] = f"**lvspec** · {summary(runs['lvspec'])}{ending}"
         yield update
     yield {state: [runs[m] for m in COMPARED]}
 

@@ -246,3 +246,17 @@ def test_serving_leaves_a_core_to_the_web_server_on_a_small_machine():
     assert app.serving.serving_threads(cores=1, threads=1) == 1
     assert app.serving.serving_threads(cores=4, threads=4) == 3
     assert app.serving.serving_threads(cores=16, threads=8) == 8  # torch's own choice where cores are plenty
+
+
+def test_live_view_shows_lvspec_finished_once_the_next_method_starts():
+    """The Live tab follows LVSpec's run; when exact-match SD starts, it shows LVSpec's last round, not a
+    stale "decoding…" until the whole comparison ends."""
+    import app
+
+    clip = str(app.VIDEOS / "three-shapes.mp4")
+    updates = list(app.run(clip, "Describe the video in detail.", "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0, False,
+                           "default"))
+    final = {t.method: t for t in updates[-1][app.state]}
+    started = next(u for u in updates if app.columns["exact"] in u)
+    assert started[app.live_summary] == f"**lvspec** · {app.summary(final['lvspec'])}"
+    assert any("decoding…" in u.get(app.live_summary, "") for u in updates)
