@@ -134,3 +134,21 @@ def test_the_tokenizer_grows_for_the_long_form_words_and_keeps_every_old_id():
     word = " background"
     assert len(grown(word)["input_ids"]) == 1 < len(old(word)["input_ids"])
     assert grown.decode(grown(new_texts[0])["input_ids"]) == new_texts[0]
+
+
+def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
+    from lvspec.toyworld import DRAFT, TARGET
+    from lvspec.toyworld.recipe import commands
+
+    stages = [dict(zip(line.split()[4::2], line.split()[5::2]))
+              for line in commands({"target": TARGET, "draft": DRAFT}) if not line.startswith("#")]
+    written: list[str] = []
+    for role in ("target", "draft"):
+        chain = [flags for flags in stages if flags.get("--role", "target") == role]
+        assert "--init" not in chain[0] and chain[-1]["--out"] == f"assets/models/toy-{role}"
+        for before, stage in zip(chain, chain[1:]):
+            assert stage["--init"] == before["--out"]
+        for stage in chain:
+            source = stage.get("--tokenizer-from")  # an earlier stage's model or its work folder's processor
+            assert source is None or source in written or source.removesuffix("/processor") in written
+            written += [stage["--out"], stage["--work"]]

@@ -1,4 +1,4 @@
-"""``python -m lvspec.toyworld train|eval|samples``: build, score and show the embedded pair."""
+"""``python -m lvspec.toyworld train|eval|samples|recipe``: build, score and show the embedded pair."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def main() -> None:
     e.add_argument("--json", metavar="OUT")
     s = sub.add_parser("samples", help="write the example clips and their prompts")
     s.add_argument("--out", default=str(VIDEOS))
+    r = sub.add_parser("recipe", help="the train commands that made the shipped pair, from nothing")
+    r.add_argument("--target", default=str(TARGET))
+    r.add_argument("--draft", default=str(DRAFT))
     args = p.parse_args()
 
     if args.command == "train":
@@ -46,6 +49,10 @@ def main() -> None:
         print_table(results)
         if args.json:
             save(results, args.json)
+    elif args.command == "recipe":
+        from .recipe import commands
+
+        print("\n".join(commands({"target": Path(args.target), "draft": Path(args.draft)})))
     else:
         from .samples import write_samples
 

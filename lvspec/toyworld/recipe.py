@@ -1,0 +1,53 @@
+"""The commands that made a trained model, from nothing: its ``training.json`` records every stage's
+configuration, newest first (``continues``); this prints them oldest first as ``train`` commands.
+
+A stage starts from the one before it (``continues`` is its ``init``'s record), and a ``tokenizer_from`` is
+renamed to the folder of the stage that wrote it, so the list runs as it stands on a fresh clone. What a record cannot say is printed beside the stage: a stage
+that ran for seconds re-saved a longer run stopped at that step (its learning-rate schedule was the longer
+run's), and a stage whose settings changed on resume carries only its last ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from .train import TrainConfig
+
+RESAVED_S = 5.0  # a stage this short loaded a checkpoint and saved it
+
+
+def stages(model: Path) -> list[dict]:
+    """A model's training records, oldest first."""
+    record, chain = json.loads((Path(model) / "training.json").read_text()), []
+    while record:
+        chain.append(record)
+        record = record.get("continues")
+    return chain[::-1]
+
+
+def commands(models: dict[str, Path]) -> list[str]:
+    """``train`` commands for each role's stages in turn (the target's first: a draft borrows its tokenizer)."""
+    renamed: dict[str, str] = {}  # a recorded output (model or processor folder) -> its folder in the recipe
+    lines, defaults = [], TrainConfig()
+    for role, model in models.items():
+        chain = stages(model)
+        for i, record in enumerate(chain):
+            c = dict(record["config"])
+            last = i == len(chain) - 1
+            work = f"runs/{role}-{i + 1}"
+            out = os.path.relpath(model) if last else f"{work}/model"
+            c["init"] = f"runs/{role}-{i}/model" if i else None
+            c["tokenizer_from"] = renamed.get(c.get("tokenizer_from"), c.get("tokenizer_from"))
+            renamed[record["config"]["out"]] = out
+            renamed[str(Path(record["config"].get("work", work)) / "processor")] = f"{work}/processor"
+            c |= {"work": work, "out": out}
+            flags = [f"--{f.name.replace('_', '-')} {c[f.name]}" for f in fields(TrainConfig)
+                     if f.name in ("work", "out") or c.get(f.name) is not None and c[f.name] != getattr(defaults, f.name)]
+            seconds = record.get("seconds_this_run")
+            if seconds is not None and seconds < RESAVED_S:
+                lines.append(f"# stage {i + 1} ran with more --steps and was stopped and saved at step {c['steps']}")
+            lines.append("python -m lvspec.toyworld train " + " ".join(flags))
+    return lines
