@@ -116,6 +116,10 @@ class MethodFigures:
     facts_kept: float | None  # share of answers whose parsed facts equal vanilla's (toy suite)
     accuracy: float | None  # attribute accuracy (toy suite)
     shares: dict[str, float] = field(default_factory=dict)
+    # Drafted positions where the draft's token was not the target's, per 100 answer tokens, and the share of
+    # them the method kept (loose or shifted): what bounds exact-match SD, and what a looser rule buys back.
+    mismatches: float | None = None
+    salvaged: float | None = None
 
 
 def _decode_s(trace: RunTrace) -> float:
@@ -170,8 +174,19 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
             fig.retention = fig.token_f1
             if toy:
                 fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
+        fig.mismatches, fig.salvaged = mismatch_figures(firsts)
         out[method] = fig
     return out
+
+
+def mismatch_figures(traces: list[RunTrace]) -> tuple[float | None, float | None]:
+    """Mismatched drafted positions per 100 answer tokens, and the share of them kept (None without drafts)."""
+    verdicts = [v for t in traces for r in t.rounds for v in r.verdicts if v in ("loose", "shift", "reject")]
+    if not any(r.draft_ids for t in traces for r in t.rounds):
+        return None, None
+    tokens = sum(t.stats.new_tokens for t in traces)
+    kept = sum(v != "reject" for v in verdicts)
+    return 100 * len(verdicts) / max(1, tokens), kept / len(verdicts) if verdicts else None
 
 
 Configs = dict[str, tuple[str, Settings]]  # label -> (method, settings); "vanilla" is the reference
@@ -284,10 +299,11 @@ def print_table(result: dict) -> None:
     _print_rows(rows)
     for task, part in result.get("by_task", {}).items():
         print(f"\n{task} ({part['items']} items)")
-        rows = [["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept"]]
+        rows = [["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "mismatch/100", "salvaged"]]
         for m, f in part["methods"].items():
             rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
-                         num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"])])
+                         num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]),
+                         num(f.get("mismatches")), pct(f.get("salvaged"))])
         _print_rows(rows)
 
 

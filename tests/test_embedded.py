@@ -171,6 +171,9 @@ def test_bench_on_the_toy_suite_breaks_e_t_down_by_task(embedded, tmp_path):
         pooled = result["methods"][method]["mean_accepted_length"]
         assert min(per_item) - 1e-9 <= pooled <= max(per_item) + 1e-9
         assert result["by_task"]["short QA"]["methods"][method]["facts_kept"] in (0.0, 1.0)
+    figures = result["methods"]
+    assert figures["vanilla"]["mismatches"] is None and figures["exact"]["salvaged"] in (None, 0.0)
+    assert figures["lvspec"]["mismatches"] >= 0 and 0 <= (figures["lvspec"]["salvaged"] or 0) <= 1
 
 
 def test_bench_puts_the_papers_rule_beside_lvspec_only_where_it_differs():
