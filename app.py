@@ -341,6 +341,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 draft = gr.Textbox(label="Draft: same tokenizer as the target", value=str(DRAFT))
                 self_draft = gr.Checkbox(False, label="Self-SD: the target drafts for itself (the draft box is unused)")
                 draft_keep = gr.Slider(0.02, 1, value=1, step=0.02, label="share of the video tokens the draft reads")
+                self_draft.input(lambda on: KEEP if on else 1.0, self_draft, draft_keep, api_visibility="private")
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
                             elem_id="saved-trace")
         with gr.Column(scale=3):
@@ -362,6 +363,11 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                         pause_btn = gr.Button("Pause")
                         step_btn = gr.Button("Step one round", elem_id="step")
                     race = gr.HTML(elem_id="race")
+                    play_event = play_btn.click(play, [state, race_t, slowdown, palette], [race, race_t],
+                                                api_visibility="private")
+                    pause_btn.click(None, cancels=[play_event])
+                    step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event],
+                                   api_visibility="private")
                 with gr.Tab("Inspector", id="inspector", elem_id="inspector-tab"):
                     with gr.Row():
                         inspect_method = gr.Radio([], label="run")
@@ -373,6 +379,12 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     gr.Markdown("**Where a token looks**: its top-N most similar video tokens, as heat on the frames")
                     anchor_token = gr.Dropdown([], label="drafted token (anchors first)")
                     anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
+                    inspect_inputs = [state, inspect_method, round_index, palette]
+                    inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
+                    inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
+                    round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
+                    anchor_token.change(anchor_view, [state, inspect_method, anchor_token], anchor_gallery,
+                                        api_visibility="private")
                 with gr.Tab("Frontier", id="frontier"):
                     gr.Markdown("**Speed against quality kept** over a suite of clips: LVSpec at each λ and shift "
                                 "window, the random-relaxation and FLy peers, exact-match SD and vanilla "
@@ -380,12 +392,14 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     frontier_note = gr.Markdown()
                     frontier_plot = gr.Plot(label="speed/quality frontier")
                     sweep_file = gr.File(label="Open a sweep or bench JSON", file_types=[".json"])
+                    demo.load(frontier, None, [frontier_plot, frontier_note], api_visibility="private")
+                    sweep_file.upload(frontier, sweep_file, [frontier_plot, frontier_note], api_visibility="private")
                 with gr.Tab("Export", id="export"):
                     exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple",
                                       interactive=False, elem_id="exports")
 
+    # Run, Stop and Open reach every tab: wired here, below all of them.
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
-    self_draft.input(lambda on: KEEP if on else 1.0, self_draft, draft_keep, api_visibility="private")
     outputs = [state, live, live_summary, *columns.values()]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, inspect_method, race,
              race_t, exports]
@@ -398,19 +412,6 @@ with gr.Blocks(title="LVSpec Studio") as demo:
         lambda: STOPPED, None, live_summary, cancels=[run_event, shown_event], queue=False, api_visibility="private",
     )
     saved.upload(open_saved, [saved, palette], [state, *shown], api_visibility="private")
-
-    inspect_inputs = [state, inspect_method, round_index, palette]
-    inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
-    inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
-    round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
-    anchor_token.change(anchor_view, [state, inspect_method, anchor_token], anchor_gallery, api_visibility="private")
-
-    play_event = play_btn.click(play, [state, race_t, slowdown, palette], [race, race_t], api_visibility="private")
-    pause_btn.click(None, cancels=[play_event])
-    step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event], api_visibility="private")
-
-    demo.load(frontier, None, [frontier_plot, frontier_note], api_visibility="private")
-    sweep_file.upload(frontier, sweep_file, [frontier_plot, frontier_note], api_visibility="private")
 
     # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.
     with gr.Row(visible=False):
