@@ -412,6 +412,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
         lambda: STOPPED, None, live_summary, cancels=[run_event, shown_event], queue=False, api_visibility="private",
     )
     saved.upload(open_saved, [saved, palette], [state, *shown], api_visibility="private")
+    palette.change(show, [state, palette], shown, api_visibility="private")
 
     # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.
     with gr.Row(visible=False):

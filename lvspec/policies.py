@@ -52,7 +52,8 @@ class Policy:
     drafts = True  # whether rounds ask the draft for tokens at all
 
     def anchors(self, view: RoundView) -> list[bool]:
-        return [True] * view.k
+        """Exact matching has no anchor/filler split: every position is judged alike, none is marked."""
+        return [False] * view.k
 
     def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
         return "exact" if view.draft_ids[i] == view.target_ids[i] else "reject"

@@ -286,14 +286,14 @@ def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
     weights = heat([5, 0, 5], grid)  # token 5 = time step 1, row 0, column 1
     assert weights.shape == (3, 2, 2) and weights[1, 0, 1] == 1.0
     assert weights[0, 0, 0] == pytest.approx(2 / 4) and weights[2].sum() == 0
-    frames = np.zeros((6, 56, 56, 3), dtype=np.uint8)
+    frames = np.full((6, 56, 56, 3), 200, dtype=np.uint8)
     images = overlays([5, 0], grid, frames)
-    assert [caption.split(" ·")[0] for _, caption in images] == ["frames 3–4", "frames 1–2"]
-    hot = images[0][0]
-    assert hot[:28, 28:, 0].min() > 100 and hot[28:, :, 0].max() == 0  # only the looked-at cell is red
+    assert [caption for _, caption in images] == ["frames 1–2: 1/2", "frames 3–4: 1/2"]  # in time order
+    hot = images[1][0]  # a spotlight: the looked-at cell keeps the frame's colour, the rest is dimmed
+    assert (hot[:28, 28:] == 200).all() and hot[28:, :].max() <= 200 * 0.25 + 1
     assert overlays([5], grid)[0][0].shape == (56, 56, 3)  # no frames: grey canvas, 28 px a cell
     # one frame a time step (LLaVA-OneVision's grid): token 5 is on the second frame
-    assert overlays([5], grid, frames[:3])[0][1].startswith("frame 2 ·")
+    assert overlays([5], grid, frames[:3])[0][1].startswith("frame 2:")
     with pytest.raises(ValueError, match="outside"):
         heat([12], grid)
 
@@ -359,3 +359,12 @@ def test_sweep_with_guards_sets_the_papers_rule_beside_them_as_its_own_family():
     series = viz.charts.frontier_series(result)
     assert series["lvspec w=3 unguarded"] == [(2.7, 0.8, "λ=0.9")]
     assert [name for _, _, name in series["lvspec w=3"]] == ["λ=0.3", "λ=0.9"]
+
+
+def test_counts_are_drawn_on_whole_ticks_and_the_end_of_answer_is_no_token_to_inspect():
+    trace = lvspec_trace()
+    for axis in (viz.accepted_length_figure(trace).layout.xaxis, viz.acceptance_histogram(trace).layout.yaxis):
+        assert axis.tickformat == "d" and axis.dtick >= 1 and float(axis.dtick).is_integer()
+    trace.tokens[1].looks, trace.tokens[2].looks = [0], [1]
+    trace.tokens[2].text = ""  # a drafted end-of-answer token decodes to nothing
+    assert [index for _, index in viz.looked_tokens(trace)] == [1]

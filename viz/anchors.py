@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-HEAT_RGB = np.array([255, 40, 40], dtype=np.float32)
+DIM = 0.25  # brightness left where the token does not look: a spotlight shows on any object's colour
 
 
 def heat(looks: list[int], grid: list[int]) -> np.ndarray:
@@ -26,15 +26,17 @@ def heat(looks: list[int], grid: list[int]) -> np.ndarray:
 
 
 def overlays(
-    looks: list[int], grid: list[int], frames: np.ndarray | None = None, alpha: float = 0.65
+    looks: list[int], grid: list[int], frames: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, str]]:
-    """One image per time step the token looks at, hottest first, with a caption naming its frames.
+    """One image per time step the token looks at, in time order, with a short caption naming its frames
+    and how many of the top N lie there. The clip is dimmed except where the token looks (a spotlight, not a
+    red wash, which would vanish over a red object).
 
     Without ``frames`` (a saved trace opened alone) the heat is drawn on grey, one 28-pixel cell per token.
     """
     weights = heat(looks, grid)
     hits = (weights > 0).reshape(len(weights), -1).sum(1)
-    order = sorted((g for g in range(len(weights)) if hits[g]), key=lambda g: -weights[g].sum())
+    order = [g for g in range(len(weights)) if hits[g]]
     out = []
     per_step = -(-len(frames) // len(weights)) if frames is not None and len(frames) else 1
     for g in order:
@@ -49,7 +51,7 @@ def overlays(
         cells = Image.fromarray((weights[g] * 255).astype(np.uint8)).resize(
             (base.shape[1], base.shape[0]), Image.NEAREST
         )
-        a = alpha * np.asarray(cells, dtype=np.float32)[..., None] / 255.0
-        image = (base * (1 - a) + HEAT_RGB * a).clip(0, 255).astype(np.uint8)
-        out.append((image, f"{label} · {hits[g]} of the top {len(looks)}"))
+        light = DIM + (1 - DIM) * (np.asarray(cells, dtype=np.float32)[..., None] / 255.0) ** 0.5
+        image = (base * light).clip(0, 255).astype(np.uint8)
+        out.append((image, f"{label}: {hits[g]}/{len(looks)}"))
     return out

@@ -275,9 +275,15 @@ def accepted_length_figure(trace: RunTrace, palette: str = "default") -> go.Figu
         ]
     )
     fig.add_hline(y=data.mean, line_dash="dash", annotation_text=f"E[T] = {data.mean:.2f}")
-    fig.update_xaxes(title="round")
-    fig.update_yaxes(title="tokens committed", rangemode="tozero")
+    fig.update_xaxes(title="round", **whole_ticks(len(trace.rounds)))
+    fig.update_yaxes(title="tokens committed", rangemode="tozero",
+                     **whole_ticks(max((r.committed for r in trace.rounds), default=1)))
     return _layout(fig, data.title, subtitle=data.subtitle)
+
+
+def whole_ticks(largest: int, most: int = 10) -> dict:
+    """Axis ticks on whole numbers only, at most about ``most`` of them: rounds and counts have no halves."""
+    return dict(tick0=0, dtick=max(1, -(-largest // most)), tickformat="d")
 
 
 def acceptance_histogram(trace: RunTrace) -> go.Figure:
@@ -285,7 +291,7 @@ def acceptance_histogram(trace: RunTrace) -> go.Figure:
     data = acceptance_counts(trace)
     fig = go.Figure(go.Bar(name="rounds", x=list(range(data.k + 1)), y=data.counts, marker_color=BAR_COLOUR))
     fig.update_xaxes(title="accepted draft tokens", dtick=1)
-    fig.update_yaxes(title="rounds")
+    fig.update_yaxes(title="rounds", **whole_ticks(max(data.counts, default=1)))
     return _layout(fig, data.title)
 
 

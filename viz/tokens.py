@@ -154,7 +154,7 @@ def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText 
 def looked_tokens(trace: RunTrace) -> list[tuple[str, int]]:
     """(label, index) of every committed token whose top-N video tokens the trace kept (the drafted ones),
     anchors first, each group by falling relevance: the inspector's list of what can be shown as heat."""
-    looked = [(i, t) for i, t in enumerate(trace.tokens) if t.looks]
+    looked = [(i, t) for i, t in enumerate(trace.tokens) if t.looks and t.text.strip()]  # not the end-of-answer
     looked.sort(key=lambda item: (not item[1].anchor, -item[1].relevance))
     return [(f"#{i} {t.text.strip() or repr(t.text)} · round {t.round} · {'anchor' if t.anchor else 'filler'} · "
              f"r={t.relevance:.3f}", i) for i, t in looked]
