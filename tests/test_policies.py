@@ -33,7 +33,7 @@ def test_exact_accepts_the_matching_prefix_then_rejects_and_skips():
     d = decide("exact", [1, 2, 3, 4], [1, 2, 9, 4, 5], [0.0] * 4)
     assert d.verdicts == ["exact", "exact", "reject", "skip"]
     assert d.accepted == 2
-    assert d.anchor == [True] * 4
+    assert d.anchor == [False] * 4  # no anchor/filler split: nothing marked
 
 
 def test_all_exact_accepts_every_draft_token():
