@@ -34,6 +34,7 @@ from lvspec.decode import METHODS, Settings
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
+from lvspec.toyworld.factcheck import fact_report, scene_of
 from lvspec.trace import RunTrace, load_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
@@ -139,9 +140,12 @@ def views(traces: list[RunTrace], palette: str) -> dict:
     if vanilla is not None and drafted:
         k = drafted[0].params.k
         speedup = viz.speedup_curve_figure(viz.speedup_points(traces), k, viz.step_cost_ratio(traces))
-    diff = "<p><i>needs a vanilla and an LVSpec run</i></p>"
+    diff, facts = "<p><i>needs a vanilla and an LVSpec run</i></p>", ""
     if vanilla is not None and "lvspec" in runs:
         diff = viz.word_diff_html(vanilla.text, runs["lvspec"].text)
+        scene = scene_of(main.video.path)
+        if scene is not None or main.target == str(TARGET):  # answers in the toy world's words: facts parse
+            facts = fact_report(main.prompt, vanilla.text, runs["lvspec"].text, scene)
     inspected = [t.method for t in drafted]
     return {
         live: viz.legend_html(palette) + viz.tokens_html(main, palette),
@@ -150,6 +154,7 @@ def views(traces: list[RunTrace], palette: str) -> dict:
         timing_plot: viz.timing_figure(traces),
         speedup_plot: speedup,
         diff_html: diff,
+        facts_md: facts,
         inspect_method: gr.Radio(choices=inspected, value=inspected[0] if inspected else None),
         race: race_html(traces, 0.0, palette),
         race_t: 0.0,
@@ -355,6 +360,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     timing_plot = gr.Plot(label="Where the time went")
                     gr.Markdown("**What loose verification changed** (LVSpec's answer against vanilla's, word by word)")
                     diff_html = gr.HTML()
+                    facts_md = gr.Markdown()
                     speedup_plot = gr.Plot(label="Why it is fast")
                 with gr.Tab("Replay", id="replay"):
                     with gr.Row():
@@ -401,7 +407,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     # Run, Stop and Open reach every tab: wired here, below all of them.
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
     outputs = [state, live, live_summary, *columns.values()]
-    shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, inspect_method, race,
+    shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, facts_md, inspect_method, race,
              race_t, exports]
     run_event = run_btn.click(  # multiple: a Run pressed while a stopped run winds down is not dropped
         run, [video, prompt, target, draft, *settings_inputs, palette], outputs,

@@ -323,13 +323,11 @@ def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
 def sample_suite() -> list[Item]:
     """The example clips the app offers (assets/videos), each with every prompt offered beside it."""
     from .toyworld import VIDEOS
-    from .toyworld.world import Scene, ShapeSpec
+    from .toyworld.factcheck import shipped_scenes
 
-    items = []
-    for example in json.loads((VIDEOS / "examples.json").read_text()):
-        scene = Scene(tuple(ShapeSpec(**s) for s in example["scene"]["shapes"]), example["scene"]["background"])
-        items += [Item(str(VIDEOS / example["video"]), prompt, scene) for prompt in example["prompts"]]
-    return items
+    scenes = shipped_scenes()
+    return [Item(str(VIDEOS / example["video"]), prompt, scenes[example["video"]])
+            for example in json.loads((VIDEOS / "examples.json").read_text()) for prompt in example["prompts"]]
 
 
 def machine(pair: ModelPair) -> dict:

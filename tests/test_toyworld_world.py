@@ -386,3 +386,23 @@ def test_what_an_answer_states_ignores_wording_order_and_repetition_but_not_a_fa
     assert A.stated(prompt, a) == A.stated(prompt, b) != A.stated(prompt, c)
     choice = "What colour is the circle?\nA. red\nB. purple\nC. green\nD. blue\nAnswer with the option's letter."
     assert A.stated(choice, "B.") == A.stated(choice, "(B) purple") != A.stated(choice, "C.")
+
+
+def test_fact_report_tells_a_rewording_from_a_changed_fact_and_knows_the_shipped_clips(tmp_path):
+    import shutil
+
+    from lvspec.toyworld import VIDEOS
+    from lvspec.toyworld.factcheck import fact_report, scene_of
+
+    prompt = "Describe the video in detail."
+    reworded = fact_report(prompt, "A green circle slides down.", "A green circle moves downwards.")
+    changed = fact_report(prompt, "A green circle slides down.", "A purple square goes downwards.")
+    assert reworded.startswith("**Facts kept.**") and "⚠" not in reworded
+    assert "⚠" in changed and "green circle moves down" in changed and "purple square moves down" in changed
+    copy = tmp_path / "three-shapes.mp4"
+    shutil.copy(VIDEOS / "three-shapes.mp4", copy)  # where the app keeps an example it was given
+    scene = scene_of(str(copy))
+    assert scene is not None and [s.colour for s in scene.shapes] == ["orange", "white", "purple"]
+    assert "purple star moves right" in fact_report(prompt, "x", "x", scene)
+    copy.write_bytes(copy.read_bytes()[:-10])  # same name, other content: not the shipped clip
+    assert scene_of(str(copy)) is None and scene_of(None) is None

@@ -1,0 +1,67 @@
+"""Did loose verification change what the answer says, or only how? For the toy world, where every
+shipped clip's facts are known and an answer parses back to the facts it states (`answers.stated`).
+
+The app shows this beside the word diff: a word diff cannot tell "slides" for "moves" (a rewording)
+from "purple square" for "green circle" (a changed fact).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import VIDEOS
+from .answers import stated
+from .world import Scene, ShapeSpec
+
+
+def shipped_scenes(folder: Path = VIDEOS) -> dict[str, Scene]:
+    """The scene behind each shipped example clip, by file name."""
+    index = folder / "examples.json"
+    if not index.exists():
+        return {}
+    return {item["video"]: Scene(tuple(ShapeSpec(**s) for s in item["scene"]["shapes"]), item["scene"]["background"])
+            for item in json.loads(index.read_text())}
+
+
+def scene_of(path: str | None) -> Scene | None:
+    """The scene of a shipped example clip, wherever the app keeps its copy (same name, same bytes), else None."""
+    if not path or not Path(path).is_file():
+        return None
+    scene = shipped_scenes().get(Path(path).name)
+    shipped = VIDEOS / Path(path).name
+    return scene if scene and Path(path).read_bytes() == shipped.read_bytes() else None
+
+
+def _doing(motion: str) -> str:
+    return {"still": "stays still", "growing": "grows"}.get(motion, f"moves {motion}")
+
+
+def readable(facts: frozenset) -> list[str]:
+    """The most specific statements of a fact set, as words: "green circle moves down", "3 shapes", "option B"
+    (a colour or shape alone only where no object states it)."""
+    moves = {f[1:3]: f[3] for f in facts if f[0] == "moves"}
+    objects = {f[1:] for f in facts if f[0] == "object"} - set(moves)
+    named = {w for pair in (*moves, *objects) for w in pair}
+    out = [f"{c} {s} {_doing(m)}" for (c, s), m in sorted(moves.items())]
+    out += [f"{c} {s}" for c, s in sorted(objects)]
+    out += sorted(f[1] for f in facts if f[0] in ("colour", "shape") and f[1] not in named)
+    out += [f"{n} shape{'s' * (n != 1)}" for kind, n, *_ in facts if kind == "count" and n is not None]
+    out += [f"option {f[1]}" for f in facts if f[0] == "letter" and f[1]]
+    return out
+
+
+def fact_report(prompt: str, reference: str, other: str, scene: Scene | None = None, name: str = "LVSpec") -> str:
+    """Markdown: whether ``other`` states the same facts as ``reference`` (vanilla's answer) and, with the
+    clip's ``scene``, what the clip shows."""
+    before, after = stated(prompt, reference), stated(prompt, other)
+    if before == after:
+        lines = [f"**Facts kept.** {name}'s answer states the same facts as vanilla's: what changed is wording."]
+    else:
+        lost, gained = readable(before - after), readable(after - before)
+        lines = [f"**⚠ {name} changed the facts.** Vanilla's answer states " + (", ".join(lost) or "nothing more")
+                 + f"; {name}'s states " + (", ".join(gained) or "nothing more") + " instead."]
+    if scene is not None:
+        truth = [f"{s.colour} {s.shape} {_doing(s.motion)}" for s in scene.shapes]
+        lines.append(f"**The clip** (a shipped example, its facts known): {'; '.join(truth)}.")
+    return "\n\n".join(lines)
