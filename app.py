@@ -50,6 +50,12 @@ QUEUE_SIZE = 64  # runs waiting beyond this are turned away with a message rathe
 MEMORY_HINT = "try fewer frames, a smaller K or fewer new tokens, or a smaller model pair"
 STOPPED = "**Stopped.** Press Run to start again."
 
+
+def banner(traces: list[RunTrace], status: str) -> str:
+    """Above every tab: which clip, question and settings the views show, and in what state."""
+    t = traces[0]
+    return f"**Shown:** {viz.run_label(t.video.path, t.prompt, t.params)} — *{status}*"
+
 HEADER = """
 # LVSpec Studio
 **Loosely speculative decoding for video LLMs, token by token.** A small *draft* model proposes K tokens;
@@ -172,6 +178,8 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     prompt = checked_prompt(prompt)
     settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
     key = load(target, "" if self_draft else draft, progress)
+    running = f"**Shown:** {viz.run_label(video, prompt, settings)} — *running: the other tabs fill in when it ends*"
+    yield cleared | {stage: running}  # nothing of the previous run stays on screen beside this one
     runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
     drawn = 0.0
     for method, trace in decode_runs(key, video, prompt, settings, frames, COMPARED):
@@ -189,10 +197,15 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     yield {state: [runs[m] for m in COMPARED]}
 
 
-def show(traces: list[RunTrace], palette: str):
+def show(traces: list[RunTrace], palette: str, status: str = "finished"):
     if not traces:
         return {}
-    return views(traces, palette) | {exports: viz.save_all(traces, Path(tempfile.mkdtemp(prefix="lvspec-")), palette)}
+    files = viz.save_all(traces, Path(tempfile.mkdtemp(prefix="lvspec-")), palette)
+    return views(traces, palette) | {exports: files, stage: banner(traces, status)}
+
+
+def stopped():
+    return STOPPED, "**Stopped.** Live and Side by side keep the partial runs; the other tabs were cleared."
 
 
 def open_saved(file, palette):
@@ -202,7 +215,17 @@ def open_saved(file, palette):
         traces = load_runs(file)
     except UserError as e:
         raise gr.Error(str(e)) from None
-    return {state: traces} | show(traces, palette)
+    return {state: traces} | show(traces, palette, f"opened from {Path(file).name}") | asked(traces[0])
+
+
+def asked(trace: RunTrace) -> dict:
+    """The question and settings a saved run was asked with, back in their boxes, and its clip where it is
+    a shipped one (an upload's copy is gone with the session that made it)."""
+    s = trace.params
+    clip = VIDEOS / Path(trace.video.path or "").name
+    return {prompt: trace.prompt, k: s.k, lam: s.lam, top_n: s.top_n, tau: s.tau or 0, window: s.window,
+            min_ratio: s.min_ratio, max_new: s.max_new_tokens, frames: trace.video.n_frames or 16,
+            draft_keep: s.draft_keep, self_draft: s.self_draft} | ({video: str(clip)} if scene_of(str(clip)) else {})
 
 
 def inspect_round(traces: list[RunTrace], method: str | None, index: float, palette: str):
@@ -350,6 +373,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
                             elem_id="saved-trace")
         with gr.Column(scale=3):
+            stage = gr.Markdown("*Nothing run yet: pick an example clip on the left and press Run.*", elem_id="banner")
             with gr.Tabs():
                 with gr.Tab("Live", id="live"):
                     live_summary = gr.Markdown()
@@ -406,18 +430,23 @@ with gr.Blocks(title="LVSpec Studio") as demo:
 
     # Run, Stop and Open reach every tab: wired here, below all of them.
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
-    outputs = [state, live, live_summary, *columns.values()]
+    cleared = {timing_plot: None, speedup_plot: None, diff_html: "", facts_md: "", race: "", round_table: "",
+               lengths_plot: None, histogram_plot: None, anchor_gallery: [], exports: None,
+               inspect_method: gr.Radio(choices=[], value=None)}
+    outputs = [state, live, live_summary, *columns.values(), stage, *cleared]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, facts_md, inspect_method, race,
-             race_t, exports]
+             race_t, exports, stage]
     run_event = run_btn.click(  # multiple: a Run pressed while a stopped run winds down is not dropped
         run, [video, prompt, target, draft, *settings_inputs, palette], outputs,
         concurrency_id="model", concurrency_limit=1, api_visibility="private", trigger_mode="multiple",
     )
     shown_event = run_event.success(show, [state, palette], shown, api_visibility="private")
     stop_btn.click(  # cancels the decoding itself, and the views if it had just ended
-        lambda: STOPPED, None, live_summary, cancels=[run_event, shown_event], queue=False, api_visibility="private",
+        stopped, None, [live_summary, stage], cancels=[run_event, shown_event], queue=False,
+        api_visibility="private",
     )
-    saved.upload(open_saved, [saved, palette], [state, *shown], api_visibility="private")
+    saved.upload(open_saved, [saved, palette], [state, *shown, video, prompt, *settings_inputs],
+                 api_visibility="private")
     palette.change(show, [state, palette], shown, api_visibility="private")
 
     # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.

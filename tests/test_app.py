@@ -260,3 +260,22 @@ def test_live_view_shows_lvspec_finished_once_the_next_method_starts():
     started = next(u for u in updates if app.columns["exact"] in u)
     assert started[app.live_summary] == f"**lvspec** · {app.summary(final['lvspec'])}"
     assert any("decoding…" in u.get(app.live_summary, "") for u in updates)
+
+
+def test_one_state_run_clears_the_last_views_and_a_saved_trace_brings_back_its_question(tmp_path):
+    import app
+    from lvspec.trace import save_runs
+
+    clip = str(app.VIDEOS / "three-shapes.mp4")
+    updates = list(app.run(clip, "How many shapes are there?", "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 16, 4, 1.0,
+                           False, "default"))
+    first = updates[0]
+    assert first[app.diff_html] == "" and first[app.exports] is None and "running" in first[app.stage]
+    traces = updates[-1][app.state]
+    shown = app.show(traces, "default")
+    assert "three-shapes.mp4" in shown[app.stage] and "How many shapes" in shown[app.stage] and "finished" in shown[app.stage]
+    path = tmp_path / "runs.json"
+    save_runs(traces, path)
+    opened = app.open_saved(str(path), "default")
+    assert opened[app.prompt] == "How many shapes are there?" and opened[app.k] == 4 and opened[app.frames] == 4
+    assert opened[app.video].endswith("three-shapes.mp4") and "opened from runs.json" in opened[app.stage]

@@ -21,7 +21,16 @@ from .export import (
     save_speedup_curve,
     save_timing,
 )
-from .tokens import PALETTES, legend_html, looked_tokens, round_table_html, tokens_html, word_diff, word_diff_html
+from .tokens import (
+    PALETTES,
+    legend_html,
+    looked_tokens,
+    round_table_html,
+    run_label,
+    tokens_html,
+    word_diff,
+    word_diff_html,
+)
 
 __all__ = [
     "PALETTES",
@@ -31,6 +40,7 @@ __all__ = [
     "legend_html",
     "looked_tokens",
     "round_table_html",
+    "run_label",
     "save_accepted_length",
     "save_acceptance_histogram",
     "save_all",

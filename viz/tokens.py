@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from html import escape
+from pathlib import Path
 
-from lvspec.trace import ACCEPTED, VERDICTS, Round, RunTrace, TokenEvent
+from lvspec.trace import ACCEPTED, VERDICTS, Round, RunTrace, Settings, TokenEvent
 
 IdToText = Callable[[int], str]
 
@@ -149,6 +150,15 @@ def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText 
             f"{_shown(token.text)}</span>"
         )
     return _wrap(palette, "".join(spans))
+
+
+def run_label(video: str | None, prompt: str, s: Settings) -> str:
+    """What a run was asked, in one line: the clip, the question and the settings that shape the answer."""
+    question = " ".join(prompt.split())
+    question = question if len(question) <= 90 else question[:87] + "…"
+    draft = " · Self-SD" if s.self_draft else "" if s.draft_keep == 1 else f" · draft reads {s.draft_keep:.0%} of the video"
+    return (f"`{Path(video).name if video else 'no clip'}` · “{escape(question)}” · K {s.k} · λ {s.lam:g} · "
+            f"ε {s.min_ratio:g} · w {s.window}" + (f" · τ {s.tau:g}" if s.tau else "") + draft)
 
 
 def looked_tokens(trace: RunTrace) -> list[tuple[str, int]]:
