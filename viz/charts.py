@@ -22,6 +22,8 @@ PHASE_COLOURS = {"prefill": "#999999", "draft": "#E69F00", "verify": "#0072B2", 
 BAR_COLOUR, POINT_COLOUR = "#0072B2", "#D55E00"
 HEIGHT = 360
 TIMING_TITLE = "Wall time by phase"
+SPEEDUP_NOTE = ("per token: decode time per token after the first, against vanilla's (what the method changes); "
+                "wall: the whole run, prefill included, for answers that may differ in length")
 MODEL_LABEL = "model E / (1 + K·c)"
 
 
@@ -35,6 +37,7 @@ class TimingRow:
     tokens_per_s: float
     mean_accepted_length: float
     speedup: float | None  # vs vanilla, per decoded token (as `bench`: answers differ in length); None without vanilla
+    wall_speedup: float | None = None  # vanilla's whole wall time over this run's, prefill and length included
 
     @property
     def total(self) -> float:
@@ -42,8 +45,10 @@ class TimingRow:
 
     @property
     def note(self) -> str:
-        speedup = "—" if self.speedup is None else f"{self.speedup:.2f}×"
-        return f"{self.tokens_per_s:.1f} tok/s · E[T] {self.mean_accepted_length:.2f} · speedup {speedup}"
+        rate = f"{self.tokens_per_s:.1f} tok/s · E[T] {self.mean_accepted_length:.2f}"
+        if self.speedup is None or self.wall_speedup is None:
+            return rate
+        return f"{rate} · {self.speedup:.2f}× per token, {self.wall_speedup:.2f}× wall"
 
 
 
@@ -109,7 +114,8 @@ def timing_rows(traces: list[RunTrace]) -> list[TimingRow]:
         if vanilla is not None and vanilla.stats.tokens_per_s > 0:
             speedup = t.stats.tokens_per_s / vanilla.stats.tokens_per_s
         seconds = {p: getattr(t.timing, f"{p}_s") for p in PHASES}
-        rows.append(TimingRow(label, seconds, t.stats.tokens_per_s, t.stats.mean_accepted_length, speedup))
+        wall = vanilla.timing.total_s / t.timing.total_s if vanilla is not None and t.timing.total_s > 0 else None
+        rows.append(TimingRow(label, seconds, t.stats.tokens_per_s, t.stats.mean_accepted_length, speedup, wall))
     return rows
 
 
@@ -256,7 +262,8 @@ def timing_figure(traces: list[RunTrace]) -> go.Figure:
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="seconds", range=[0, longest * 1.8])
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, TIMING_TITLE, height=max(320, min(420, 180 + 60 * len(rows))))
+    return _layout(fig, TIMING_TITLE, subtitle=SPEEDUP_NOTE if any(r.speedup for r in rows) else "",
+                   height=max(320, min(420, 180 + 60 * len(rows))))
 
 
 def accepted_length_figure(trace: RunTrace, palette: str = "default") -> go.Figure:
