@@ -38,13 +38,13 @@ from lvspec.toyworld.factcheck import fact_report, scene_of
 from lvspec.trace import RunTrace, load_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
-from viz.race import next_moment, race_html
+from viz.race import next_moment, next_round, race_html
 
 log = logging.getLogger(__name__)
 
 COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
-SLOWDOWNS = [1, 2, 5, 10, 20]
+RACE_LENGTHS = ["5 s", "10 s", "20 s", "40 s"]  # how long a replayed race lasts, whatever the runs took
 SHIPPED_SWEEP = Path(__file__).parent / "docs" / "bench" / "sweep.json"  # `python -m lvspec sweep --json` output
 QUEUE_SIZE = 64  # runs waiting beyond this are turned away with a message rather than left to pile up
 MEMORY_HINT = "try fewer frames, a smaller K or fewer new tokens, or a smaller model pair"
@@ -268,12 +268,13 @@ def readable_video(path: str) -> bool:
     return real.is_file() and any(real.is_relative_to(root.resolve()) for root in roots)
 
 
-def play(traces: list[RunTrace], t: float, slowdown: str, palette: str):
-    """Advance the race in real time (scaled by the slow-down) from where it stands until every run ends."""
+def play(traces: list[RunTrace], t: float, length: str, palette: str):
+    """Advance the race from where it stands until every run ends, the recorded times stretched so that the
+    whole race lasts ``length`` ("10 s"): a CPU race of a few hundred milliseconds, watchable."""
     if not traces:
         return
     end = max(trace.timing.total_s for trace in traces)
-    scale = float(slowdown.rstrip("×"))
+    scale = float(length.rstrip(" s")) / end
     t0, wall0 = (0.0 if t >= end else t), time.perf_counter()
     while True:
         t = min(end, t0 + (time.perf_counter() - wall0) / scale)
@@ -283,10 +284,11 @@ def play(traces: list[RunTrace], t: float, slowdown: str, palette: str):
         time.sleep(0.04)
 
 
-def step(traces: list[RunTrace], t: float, palette: str):
+def step(traces: list[RunTrace], t: float, palette: str, by_round: bool = True):
+    """One target pass of the watched run (LVSpec), or (``by_round`` False) up to the next token any run commits."""
     if not traces:
         return "", 0.0
-    t = next_moment(traces, t)
+    t = (next_round if by_round else next_moment)(traces, t)
     return race_html(traces, t, palette), t
 
 
@@ -388,16 +390,21 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     speedup_plot = gr.Plot(label="Why it is fast")
                 with gr.Tab("Replay", id="replay"):
                     with gr.Row():
-                        slowdown = gr.Radio([f"{s}×" for s in SLOWDOWNS], value="10×", label="slow down")
+                        length = gr.Radio(RACE_LENGTHS, value="10 s", label="race lasts")
                         play_btn = gr.Button("Play", elem_id="play")
                         pause_btn = gr.Button("Pause")
                         step_btn = gr.Button("Step one round", elem_id="step")
+                        token_btn = gr.Button("Step one token", elem_id="step-token")
+                    gr.Markdown("The recorded times, stretched to the chosen length. A round is one target pass of "
+                                "LVSpec; each bar is the share of that run's own answer committed so far.")
                     race = gr.HTML(elem_id="race")
-                    play_event = play_btn.click(play, [state, race_t, slowdown, palette], [race, race_t],
+                    play_event = play_btn.click(play, [state, race_t, length, palette], [race, race_t],
                                                 api_visibility="private")
                     pause_btn.click(None, cancels=[play_event])
                     step_btn.click(step, [state, race_t, palette], [race, race_t], cancels=[play_event],
                                    api_visibility="private")
+                    token_btn.click(lambda traces, t, p: step(traces, t, p, by_round=False), [state, race_t, palette],
+                                    [race, race_t], cancels=[play_event], api_visibility="private")
                 with gr.Tab("Inspector", id="inspector", elem_id="inspector-tab"):
                     with gr.Row():
                         inspect_method = gr.Radio([], label="run")

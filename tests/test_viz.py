@@ -279,6 +279,21 @@ def test_race_shows_what_each_run_had_committed_at_a_time():
     assert "decoding" in html and "finished" in race_html([trace], 2.0)
 
 
+def test_race_marks_who_is_ahead_by_share_of_its_own_answer_and_steps_by_round_or_token():
+    from viz.race import leader, next_moment, next_round, race_html
+
+    lv = with_round_ends(lvspec_trace(), [0.8, 1.0, 1.2, 1.4])
+    va = vanilla_trace()
+    va.timing.prefill_s = 0.6
+    va.rounds = []
+    va.tokens = va.tokens[:1]  # vanilla's whole answer: the prefill's token at 0.6 s
+    assert leader([lv, va], 0.5) is None  # nothing committed yet: nobody ahead
+    assert leader([lv, va], 0.7) == 1  # vanilla has 1 of 1, LVSpec 1 of 13
+    assert "▶ ahead" in race_html([lv, va], 0.7).split('class="lane"')[2]
+    assert next_round([va, lv], 0.8) == 1.0  # LVSpec's (the drafting run's) next target pass
+    assert next_moment([va, lv], 0.5) == 0.6  # the next token of any run
+
+
 def test_heat_weights_rank_and_overlays_cover_only_time_steps_looked_at():
     import numpy as np
 

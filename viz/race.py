@@ -1,7 +1,8 @@
 """Replay finished runs as a race at their recorded speeds: what each method had committed at time t.
 
 Every token is placed at the moment its round committed (the prefill's token at the end of the prefill),
-so a replay shows the measured timings, only scaled by the chosen slow-down.
+so a replay shows the measured timings, only stretched so the race lasts as long as a viewer needs. Each
+lane's bar is the share of its own answer committed: who is ahead is whose bar is longest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from html import escape
 from lvspec.trace import RunTrace
 
 from .tokens import tokens_html
+
+
+AHEAD = ' · <b class="ahead">▶ ahead</b>'
 
 
 def commit_times(trace: RunTrace) -> list[float]:
@@ -33,26 +37,43 @@ def moments(traces: list[RunTrace]) -> list[float]:
 
 
 def next_moment(traces: list[RunTrace], t: float) -> float:
-    """The first commit after ``t`` (or the end of the longest run)."""
+    """The first commit after ``t`` in any run (or the end of the longest run): a step of one token or more."""
     later = [m for m in moments(traces) if m > t + 1e-9]
     return later[0] if later else max(trace.timing.total_s for trace in traces)
 
 
+def next_round(traces: list[RunTrace], t: float) -> float:
+    """The end of the next target pass after ``t`` of the first run that drafts (LVSpec in the app), else of
+    the first run: a step of one round of the method being watched."""
+    watched = next((trace for trace in traces if trace.draft is not None), traces[0])
+    return next_moment([watched], t)
+
+
+def leader(traces: list[RunTrace], t: float) -> int | None:
+    """Index of the run furthest through its own answer at ``t`` (None while tied)."""
+    shares = [len(at(trace, t).tokens) / max(1, len(trace.tokens)) for trace in traces]
+    best = max(shares, default=0.0)
+    return shares.index(best) if best > 0 and shares.count(best) == 1 else None
+
+
 def race_html(traces: list[RunTrace], t: float, palette: str = "default") -> str:
-    """One lane per run on a shared clock: a progress bar to the same scale and the tokens so far."""
-    longest = max((trace.timing.total_s for trace in traces), default=0.0) or 1.0
+    """One lane per run on a shared clock: how much of its own answer it has committed (a bar), the leader
+    marked, and the tokens so far."""
+    ahead = leader(traces, t)
     lanes = []
-    for trace in traces:
+    for i, trace in enumerate(traces):
         done = t >= trace.timing.total_s
-        shown = min(t, trace.timing.total_s)
+        committed = len(at(trace, t).tokens)
+        share = committed / max(1, len(trace.tokens))
         state = "finished" if done else "prefill" if t < trace.timing.prefill_s else "decoding"
         head = (
-            f"<b>{escape(trace.method)}</b> · {shown:.3f} s of {trace.timing.total_s:.3f} s · {state}"
-            f" · {len(at(trace, t).tokens)}/{len(trace.tokens)} tokens"
+            f"<b>{escape(trace.method)}</b>{AHEAD if i == ahead else ''}"
+            f" · {committed}/{len(trace.tokens)} tokens ({share:.0%}) · {state}"
+            f" at {min(t, trace.timing.total_s):.3f} s of {trace.timing.total_s:.3f} s"
         )
         bar = (
             '<div style="background:#E5E7EB;height:8px;border-radius:4px;margin:4px 0">'
-            f'<div style="width:{100 * shown / longest:.2f}%;height:8px;border-radius:4px;'
+            f'<div style="width:{100 * share:.2f}%;height:8px;border-radius:4px;'
             f'background:{"#059669" if done else "#2563EB"}"></div></div>'
         )
         lanes.append(f'<div class="lane" data-method="{escape(trace.method)}">{head}{bar}'
