@@ -51,6 +51,18 @@ MEMORY_HINT = "try fewer frames, a smaller K or fewer new tokens, or a smaller m
 STOPPED = "**Stopped.** Press Run to start again."
 
 
+# On a phone the controls' column dissolves into the page so the results come straight after Run, and the
+# examples, settings and file box after the results.
+PHONE_CSS = """
+@media (max-width: 700px) {
+  #controls { display: contents; }
+  #controls > * { order: 0; width: 100%; }
+  #results { order: 1; width: 100%; }
+  #controls > #run-row ~ * { order: 2; }
+}
+"""
+
+
 def banner(traces: list[RunTrace], status: str) -> str:
     """Above every tab: which clip, question and settings the views show, and in what state."""
     t = traces[0]
@@ -345,10 +357,10 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     state = gr.State([])
     race_t = gr.State(0.0)
     with gr.Row():
-        with gr.Column(scale=2, min_width=320):
+        with gr.Column(scale=2, min_width=320, elem_id="controls"):
             video = gr.Video(label="Video", sources=["upload"], height=260, elem_id="video")
             prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=8)
-            with gr.Row():
+            with gr.Row(elem_id="run-row"):
                 run_btn = gr.Button("Run: LVSpec, exact SD, vanilla", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop")
             gr.Examples(example_rows(), inputs=[video, prompt], label="Example clips and questions",
@@ -374,15 +386,18 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 self_draft.input(lambda on: KEEP if on else 1.0, self_draft, draft_keep, api_visibility="private")
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
                             elem_id="saved-trace")
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="results"):
             stage = gr.Markdown("*Nothing run yet: pick an example clip on the left and press Run.*", elem_id="banner")
             with gr.Tabs():
                 with gr.Tab("Live", id="live"):
                     live_summary = gr.Markdown()
                     live = gr.HTML(viz.legend_html(), elem_id="live")
                 with gr.Tab("Side by side", id="side"):
-                    with gr.Row():
-                        columns = {m: gr.HTML(column_html(None, "default"), elem_id=f"col-{m}") for m in COMPARED}
+                    with gr.Row():  # side by side where there is room, one under another on a phone
+                        columns = {}
+                        for m in COMPARED:
+                            with gr.Column(min_width=260):
+                                columns[m] = gr.HTML(column_html(None, "default"), elem_id=f"col-{m}")
                     timing_plot = gr.Plot(label="Where the time went")
                     gr.Markdown("**What loose verification changed** (LVSpec's answer against vanilla's, word by word)")
                     diff_html = gr.HTML()
@@ -477,7 +492,7 @@ def launch(**options):
         serving.load(str(TARGET), str(DRAFT))
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo.launch(allowed_paths=[str(VIDEOS)], max_file_size=VideoLimits.from_env().max_bytes,
-                       theme=gr.themes.Soft(), **options)
+                       theme=gr.themes.Soft(), css=PHONE_CSS, **options)
 
 
 if __name__ == "__main__":

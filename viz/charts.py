@@ -345,4 +345,5 @@ def frontier_figure(result: dict) -> go.Figure:
                         line=dict(color=FRONTIER_COLOURS.get(family)))
     fig.update_xaxes(title="decode speedup vs vanilla (×)")
     fig.update_yaxes(title="retention (% of the target's quality)")
-    return _layout(fig, FRONTIER_TITLE, height=420)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))  # under the chart, not over it
+    return _layout(fig, FRONTIER_TITLE, height=480)
