@@ -245,7 +245,8 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
     if trace is None or not trace.rounds:
         return gr.Slider(), "<p><i>run a drafting method first</i></p>", None, None, gr.Dropdown(choices=[])
     index = int(min(max(1, index or 1), len(trace.rounds)))
-    anchors = viz.looked_tokens(trace)
+    drafted = viz.drafted_positions(trace, index)  # this round's, rejected drafts too
+    first = next((pos for pos, a in enumerate(trace.rounds[index - 1].anchor) if a), 0) if drafted else None
     return (
         # Gradio needs minimum < maximum: a one-round run gets a fixed slider
         gr.Slider(minimum=1, maximum=max(2, len(trace.rounds)), value=index, step=1,
@@ -253,15 +254,18 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
         viz.round_table_html(trace, index, palette=palette),
         viz.accepted_length_figure(trace, palette),
         viz.acceptance_histogram(trace),
-        gr.Dropdown(choices=anchors, value=anchors[0][1] if anchors else None),
+        gr.Dropdown(choices=drafted, value=first),
     )
 
 
-def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | None):
+def anchor_view(traces: list[RunTrace], method: str | None, index: float, position: int | None):
+    """Where the chosen drafted position of the chosen round looks, as heat on the clip's frames."""
     trace = by_method(traces or []).get(method)
-    if trace is None or token_index is None or trace.video.grid is None or not trace.tokens[int(token_index)].looks:
+    if trace is None or position is None or trace.video.grid is None or not trace.rounds:
         return []
-    token = trace.tokens[int(token_index)]
+    rnd = trace.rounds[int(min(max(1, index or 1), len(trace.rounds))) - 1]
+    if not rnd.looks or int(position) >= len(rnd.looks):
+        return []
     frames = None
     path = trace.video.path
     if path and readable_video(path):
@@ -269,7 +273,7 @@ def anchor_view(traces: list[RunTrace], method: str | None, token_index: int | N
             frames = read_video(path, VideoLimits(max_frames=trace.video.n_frames)).frames
         except VideoError:
             frames = None
-    return overlays(token.looks, trace.video.grid, frames)
+    return overlays(rnd.looks[int(position)], trace.video.grid, frames)
 
 
 def readable_video(path: str) -> bool:
@@ -428,15 +432,16 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     with gr.Row():
                         lengths_plot = gr.Plot(label="accepted length per round")
                         histogram_plot = gr.Plot(label="accepted lengths")
-                    gr.Markdown("**Where a token looks**: its top-N most similar video tokens, as heat on the frames")
-                    anchor_token = gr.Dropdown([], label="drafted token (anchors first)")
+                    gr.Markdown("**Where a drafted token looks**: its top-N most similar video tokens, lit on the "
+                                "frames (rejected drafts too)")
+                    anchor_token = gr.Dropdown([], label="drafted position of this round")
                     anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
                     inspect_inputs = [state, inspect_method, round_index, palette]
                     inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
                     inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
                     round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
-                    anchor_token.change(anchor_view, [state, inspect_method, anchor_token], anchor_gallery,
-                                        api_visibility="private")
+                    anchor_token.change(anchor_view, [state, inspect_method, round_index, anchor_token],
+                                        anchor_gallery, api_visibility="private")
                 with gr.Tab("Frontier", id="frontier"):
                     gr.Markdown("**Speed against quality kept** over a suite of clips: LVSpec at each λ and shift "
                                 "window, the random-relaxation and FLy peers, exact-match SD and vanilla "

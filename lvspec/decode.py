@@ -236,10 +236,10 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             view = round_view(logits, drafts, scores, stops)
             decision = policy.decide(view)
             t3 = clock()
-            events = commit(committed, view, decision, looks, len(trace.rounds) + 1, text, stops)
+            events = commit(committed, view, decision, len(trace.rounds) + 1, text, stops)
             target.rollback(committed)
             drafter.rollback(committed)
-            record(trace, view, decision, events, pair.tokenizer, (t0, t1, t2, t3, clock()), start)
+            record(trace, view, decision, looks, events, pair.tokenizer, (t0, t1, t2, t3, clock()), start)
             start += yield from _hand_over(trace, clock)
 
         if settle_text(trace, text):
@@ -256,34 +256,35 @@ def video_vectors(reading: Reading, states: torch.Tensor, source: str) -> torch.
     return unit_rows(rows[reading.video_mask.to(rows.device)])
 
 
-def commit(committed: list[int], view: RoundView, decision, looks: list, index: int, text: Detokenizer,
+def commit(committed: list[int], view: RoundView, decision, index: int, text: Detokenizer,
            stops: frozenset[int]) -> list[TokenEvent]:
     """Append the accepted drafts and the target's own token after them (up to a stop token) to
     ``committed``; the events of the tokens added."""
     n, drafts = decision.accepted, view.draft_ids
     last = "target" if not drafts else "bonus" if n == len(drafts) else "correction"
-    rows = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], view.relevance[:n], looks[:n]))
-    rows.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None, None))
+    rows = list(zip(drafts[:n], decision.verdicts[:n], decision.anchor[:n], view.relevance[:n]))
+    rows.append((view.target_ids[n], last, n < len(drafts) and decision.anchor[n], None))
     events = []
-    for token, verdict, anchor, score, look in rows:
+    for token, verdict, anchor, score in rows:
         committed.append(token)
-        events.append(TokenEvent(token, text.push(token), verdict, anchor, score, index, look))
+        events.append(TokenEvent(token, text.push(token), verdict, anchor, score, index))
         if token in stops:
             break
     return events
 
 
-def record(trace: RunTrace, view: RoundView, decision, events: list[TokenEvent], tokenizer,
+def record(trace: RunTrace, view: RoundView, decision, looks: list[list[int]], events: list[TokenEvent], tokenizer,
            times: tuple[float, ...], start: float) -> None:
-    """Add one round to the trace: its tokens, its Round, the texts of ids new to it, its time by phase
-    (``times``: the round's start, then the ends of drafting, verifying, deciding, and all of it)."""
+    """Add one round to the trace: its tokens, its Round (with where each drafted position looks), the texts
+    of ids new to it, its time by phase (``times``: the round's start, then the ends of drafting, verifying,
+    deciding, and all of it)."""
     t0, t1, t2, t3, now = times
     trace.tokens += events
     for token in {*view.draft_ids, *view.target_ids} - set(map(int, trace.vocab)):
         trace.vocab[str(token)] = tokenizer.decode([token])
     trace.rounds.append(Round(len(trace.rounds) + 1, view.draft_ids, view.target_ids, view.p_draft, view.p_top,
                               view.relevance, decision.anchor, decision.verdicts, len(events), t1 - t0, t2 - t1,
-                              now - start))
+                              now - start, looks))
     trace.timing.draft_s += t1 - t0
     trace.timing.verify_s += t2 - t1
     trace.timing.identify_s += t3 - t2

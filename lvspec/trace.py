@@ -72,7 +72,6 @@ class TokenEvent:
     anchor: bool
     relevance: float | None
     round: int  # 0 = the token from the prefill pass
-    looks: list[int] | None = None  # a drafted token's top-N video tokens (indices into the video grid)
 
 
 @dataclass
@@ -89,6 +88,7 @@ class Round:
     draft_s: float
     verify_s: float
     end_s: float = 0.0  # seconds from the run's start to this round's commit: replays at recorded speed
+    looks: list[list[int]] | None = None  # each drafted position's top-N video tokens (indices into the grid)
 
     @property
     def accepted(self) -> int:
@@ -228,7 +228,7 @@ def _check_values(trace: RunTrace) -> None:
     for r in trace.rounds:
         k = len(r.draft_ids)
         per_position = (r.p_draft_token, r.p_target_top, r.relevance, r.anchor, r.verdicts)
-        if len(r.target_ids) != k + 1 or any(len(x) != k for x in per_position):
+        if len(r.target_ids) != k + 1 or any(len(x) != k for x in per_position) or len(r.looks or [[]] * k) != k:
             raise ValueError(f"round {r.index} has lists of different lengths")
         if not set(r.verdicts) <= set(ROUND_VERDICTS):
             raise ValueError(f"round {r.index} has a verdict not in {', '.join(ROUND_VERDICTS)}")

@@ -183,11 +183,11 @@ def hand_built_trace() -> RunTrace:
 
     evil = "<script>alert(1)</script>"
     tokens = [TokenEvent(1, "A", "target", False, None, 0),
-              TokenEvent(2, " " + evil, "loose", False, 0.1, 1, [0, 1]),
-              TokenEvent(3, " red", "exact", True, 0.9, 1, [3, 0]),
+              TokenEvent(2, " " + evil, "loose", False, 0.1, 1),
+              TokenEvent(3, " red", "exact", True, 0.9, 1),
               TokenEvent(4, " star", "correction", True, None, 1)]
     rnd = Round(1, [2, 3, 5], [6, 3, 4, 7], [0.2, 0.9, 0.1], [0.5, 0.9, 0.8], [0.1, 0.9, 0.8], [False, True, True],
-                ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08)
+                ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08, [[0, 1], [3, 0], [2]])
     return RunTrace(method="lvspec", params=Settings(k=3), target="t", draft="d", prompt="Describe.",
                     video=VideoInfo("gone.mp4", 4, grid=[2, 1, 2]), text="A " + evil + " red star",
                     tokens=tokens, rounds=[rnd], timing=Timing(prefill_s=0.05, draft_s=0.01, verify_s=0.02, total_s=0.08),
@@ -212,7 +212,7 @@ def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     assert "<script>" not in table and "“ big”" in table  # the round's words come from the trace itself
     assert sorted(Path(p).name for p in shown[app.exports]) == [
         "acceptance-histogram-lvspec.png", "accepted-length-lvspec.png", "runs.json", "timing.png"]
-    images = app.anchor_view(shown[app.state], "lvspec", 2)
+    images = app.anchor_view(shown[app.state], "lvspec", 1, 1)
     assert len(images) == 2 and images[0][0].shape == (28, 56, 3)  # video gone: heat on a grey 1×2 grid
 
     bad = tmp_path / "bad.json"

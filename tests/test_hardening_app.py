@@ -291,7 +291,7 @@ def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path
         assert not app.readable_video(path)
     trace = hand_built_trace()
     trace.video.path = str(outside)
-    images = app.anchor_view([trace], "lvspec", 2)
+    images = app.anchor_view([trace], "lvspec", 1, 1)
     assert images[0][0].shape == (28, 56, 3)  # drawn on grey: the file named in the trace was not opened
 
 

@@ -378,10 +378,12 @@ def test_sweep_with_guards_sets_the_papers_rule_beside_them_as_its_own_family():
     assert [name for _, _, name in series["lvspec w=3"]] == ["λ=0.3", "λ=0.9"]
 
 
-def test_counts_are_drawn_on_whole_ticks_and_the_end_of_answer_is_no_token_to_inspect():
+def test_counts_are_drawn_on_whole_ticks_and_every_drafted_position_of_a_round_can_be_inspected():
     trace = lvspec_trace()
     for axis in (viz.accepted_length_figure(trace).layout.xaxis, viz.acceptance_histogram(trace).layout.yaxis):
         assert axis.tickformat == "d" and axis.dtick >= 1 and float(axis.dtick).is_integer()
-    trace.tokens[1].looks, trace.tokens[2].looks = [0], [1]
-    trace.tokens[2].text = ""  # a drafted end-of-answer token decodes to nothing
-    assert [index for _, index in viz.looked_tokens(trace)] == [1]
+    trace.vocab["14"] = ""  # a drafted end-of-answer token decodes to nothing
+    positions = viz.drafted_positions(trace, 1)
+    assert [pos for _, pos in positions] == [0, 1, 2, 3]  # the rejected fourth draft too
+    assert positions[1][0].startswith("d2 “") and "· loose · filler ·" in positions[1][0]
+    assert "“end of answer” · reject" in positions[3][0]

@@ -23,8 +23,8 @@ from .export import (
 )
 from .tokens import (
     PALETTES,
+    drafted_positions,
     legend_html,
-    looked_tokens,
     round_table_html,
     run_label,
     tokens_html,
@@ -34,11 +34,11 @@ from .tokens import (
 
 __all__ = [
     "PALETTES",
+    "drafted_positions",
     "accepted_length_figure",
     "acceptance_histogram",
     "frontier_figure",
     "legend_html",
-    "looked_tokens",
     "round_table_html",
     "run_label",
     "save_accepted_length",

@@ -161,13 +161,15 @@ def run_label(video: str | None, prompt: str, s: Settings) -> str:
             f"ε {s.min_ratio:g} · w {s.window}" + (f" · τ {s.tau:g}" if s.tau else "") + draft)
 
 
-def looked_tokens(trace: RunTrace) -> list[tuple[str, int]]:
-    """(label, index) of every committed token whose top-N video tokens the trace kept (the drafted ones),
-    anchors first, each group by falling relevance: the inspector's list of what can be shown as heat."""
-    looked = [(i, t) for i, t in enumerate(trace.tokens) if t.looks and t.text.strip()]  # not the end-of-answer
-    looked.sort(key=lambda item: (not item[1].anchor, -item[1].relevance))
-    return [(f"#{i} {t.text.strip() or repr(t.text)} · round {t.round} · {'anchor' if t.anchor else 'filler'} · "
-             f"r={t.relevance:.3f}", i) for i, t in looked]
+def drafted_positions(trace: RunTrace, round_index: int) -> list[tuple[str, int]]:
+    """(label, position) of every drafted position of a round, rejected and unexamined ones too: what the
+    inspector can show as heat (where each drafted token looks)."""
+    rnd = trace.rounds[round_index - 1]
+    out = []
+    for i, (token, verdict, anchor, score) in enumerate(zip(rnd.draft_ids, rnd.verdicts, rnd.anchor, rnd.relevance)):
+        word = trace.token_text(token).strip() or "end of answer"
+        out.append((f"d{i + 1} “{word}” · {verdict} · {'anchor' if anchor else 'filler'} · r={score:.3f}", i))
+    return out
 
 
 def exact_match_stop(rnd: Round) -> int | None:
