@@ -1,8 +1,15 @@
-"""The running app, as its users reach it: gradio_client on the API, a real browser on the page.
+"""The running app, as its users reach it, and under a public Space's load.
 
-The app runs as a subprocess (``python app.py`` on a free port) with the embedded pair, as a user starts it.
-The browser test drives Debian's chromium through Playwright; ``.ci/run`` installs it, and with ``CI`` set
-a missing browser is a failure, not a skip. Screenshots go to ``test-output/``.
+First the app as a user starts it: ``python app.py`` as a subprocess on a free port with the embedded pair,
+reached through gradio_client on the API and a real browser on the page; and its handlers called directly.
+
+Then the app launched in this process (``app.launch``, as ``python app.py`` does) so that a test can inject
+what a CPU cannot produce (CUDA out of memory) or slow a run down to stop it: bad files and models are error
+toasts, users queue and each gets their own result, a run can be stopped and another started, out of memory
+leaves it usable, and it serves and reads only the files it should.
+
+The browser tests drive Debian's chromium through Playwright (``open_page`` in conftest). Screenshots go to
+``test-output/``.
 """
 
 from __future__ import annotations
@@ -10,33 +17,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import media
 import pytest
+import torch
 
-from lvspec.trace import RunTrace, Settings, VideoInfo, load_runs
+from conftest import REFUSED, WAIT, free_port, hand_built_trace
+from lvspec.trace import RunTrace, load_runs, save_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "videos" / "red-circle-right.mp4"
 SHOTS = ROOT / "test-output"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-WAIT = 120_000  # ms: a browser action's or assertion's patience on a busy CPU
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+QUICK = {"max_new": 8, "frames": 4, "k": 4}  # the in-process app's runs: short
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -109,28 +113,12 @@ def test_unreadable_video_is_refused_and_the_app_keeps_serving(client, tmp_path)
     assert RunTrace.from_json(data).text
 
 
-@pytest.fixture(scope="module")
-def page(app_url):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("no chromium on this machine")
-    from playwright.sync_api import expect, sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-        page.set_default_timeout(WAIT)
-        expect.set_options(timeout=WAIT)  # Playwright's 5 s default for assertions fails on a busy CPU
-        page.goto(app_url)
-        yield page
-        browser.close()
-
-
-def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tmp_path):
+@pytest.mark.slow
+def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url, open_page, tmp_path):
     from playwright.sync_api import expect
 
+    SHOTS.mkdir(exist_ok=True)
+    page = open_page(app_url, viewport={"width": 1500, "height": 1100}, accept_downloads=True)
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video in detail.").first.click()
     expect(page.locator("#video video")).to_be_visible()
@@ -178,28 +166,10 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(page, tm
     assert json.loads(saved.read_text())[0]["text"] == traces[0].text
 
 
-def hand_built_trace() -> RunTrace:
-    from lvspec.trace import Round, Stats, Timing, TokenEvent
-
-    evil = "<script>alert(1)</script>"
-    tokens = [TokenEvent(1, "A", "target", False, None, 0),
-              TokenEvent(2, " " + evil, "loose", False, 0.1, 1),
-              TokenEvent(3, " red", "exact", True, 0.9, 1),
-              TokenEvent(4, " star", "correction", True, None, 1)]
-    rnd = Round(1, [2, 3, 5], [6, 3, 4, 7], [0.2, 0.9, 0.1], [0.5, 0.9, 0.8], [0.1, 0.9, 0.8], [False, True, True],
-                ["loose", "exact", "reject"], 3, 0.01, 0.02, 0.08, [[0, 1], [3, 0], [2]])
-    return RunTrace(method="lvspec", params=Settings(k=3), target="t", draft="d", prompt="Describe.",
-                    video=VideoInfo("gone.mp4", 4, grid=[2, 1, 2]), text="A " + evil + " red star",
-                    tokens=tokens, rounds=[rnd], timing=Timing(prefill_s=0.05, draft_s=0.01, verify_s=0.02, total_s=0.08),
-                    stats=Stats(4, 1, 3.0, 40.0), vocab={"2": " " + evil, "3": " red", "5": " big", "6": " a",
-                                                         "4": " star", "7": "."})
-
-
 def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     import gradio as gr
 
     import app
-    from lvspec.trace import save_runs
 
     path = tmp_path / "runs.json"
     save_runs([hand_built_trace()], path)
@@ -260,6 +230,302 @@ def test_live_view_shows_lvspec_finished_once_the_next_method_starts():
     started = next(u for u in updates if app.columns["exact"] in u)
     assert started[app.live_summary] == f"**lvspec** · {app.summary(final['lvspec'])}"
     assert any("decoding…" in u.get(app.live_summary, "") for u in updates)
+
+
+# The app launched in this process.
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    import app
+
+    port = free_port()
+    app.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    app.url = f"http://127.0.0.1:{port}/"
+    yield app
+    app.demo.close()
+
+
+def new_client(app_module):
+    """A new session of the in-process app: another user."""
+    from gradio_client import Client
+
+    return Client(app_module.url, verbose=False)
+
+
+def generate(c, video, prompt="Describe the video.", method="lvspec", **settings) -> RunTrace:
+    from gradio_client import handle_file
+
+    data = c.predict(handle_file(str(video)), prompt, method, api_name="/generate", **(QUICK | settings))
+    return RunTrace.from_json(data)
+
+
+def refused(c, reason: str, *args, **kwargs) -> str:
+    """The toast's message: a gradio Error, one line, matching ``reason``."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=reason) as err:
+        generate(c, *args, **kwargs)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_videos_are_error_toasts_and_the_app_keeps_serving(app_module, files):
+    c = new_client(app_module)
+    for kind, reason in REFUSED.items():
+        refused(c, reason, files[kind])
+    assert generate(c, files["mkv"]).text
+
+
+@pytest.mark.parametrize("kind", ["one-frame", "8k", "vertical", "rotated", "vfr", "webm, no duration"])
+def test_unusual_videos_run(app_module, files, kind):
+    trace = generate(new_client(app_module), files[kind])
+    assert trace.text and trace.video.path.endswith(files[kind].name)
+
+
+def test_hour_long_video_runs(app_module, tmp_path):
+    trace = generate(new_client(app_module), media.hour_long(tmp_path / "hour.mp4"))
+    assert trace.video.seconds == 3600 and trace.video.n_frames == QUICK["frames"]
+
+
+def test_prompts_blank_long_and_any_unicode(app_module, files):
+    c = new_client(app_module)
+    refused(c, "the prompt is empty", files["mkv"], "\n \t ")
+    refused(c, "characters long", files["mkv"], "why " * 600)
+    prompt = "¿Qué pasa? 🎥 视频 \u202eRTL\u202c e\u0301 <script>alert(1)</script>"
+    assert generate(c, files["mkv"], prompt).prompt == prompt
+
+
+def test_unusable_models_are_refused_and_the_pair_stays_usable(app_module, files, tmp_path, monkeypatch):
+    c = new_client(app_module)
+    shutil.copytree(app_module.TARGET, tmp_path / "copy")
+    generate(c, files["mkv"], method="vanilla")
+    held = list(app_module.serving.loaded)
+    refused(c, "cannot load the target", files["mkv"], method="vanilla", target="org/no-such-model-here")
+    assert list(app_module.serving.loaded) == held  # a mistyped name leaves the loaded pair in memory
+    refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
+    refused(c, "a folder this app does not load models from", files["mkv"], method="vanilla", target="/etc")
+    refused(c, "a folder this app does not load models from", files["mkv"], target=str(app_module.TARGET / ".." / ".." / ".."))
+    with monkeypatch.context() as env:
+        env.setenv("LVSPEC_MODEL_DIRS", str(tmp_path))
+        config = tmp_path / "copy" / "config.json"
+        config.write_text(json.dumps(json.loads(config.read_text()) | {"model_type": "bert"}))
+        refused(c, "model type 'bert' is not supported", files["mkv"], method="vanilla", target=str(tmp_path / "copy"))
+    assert generate(c, files["mkv"]).text
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"), MemoryError()])
+def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_module, files, error):
+    c = new_client(app_module)
+    generate(c, files["mkv"])  # the default pair is loaded
+    (pair,) = app_module.serving.loaded.values()
+
+    def forward(*args, **kwargs):
+        raise error
+
+    pair.target.forward = forward
+    try:
+        message = refused(c, "out of memory", files["mkv"])
+    finally:
+        del pair.target.forward
+    assert message == f"out of memory: {app_module.MEMORY_HINT}"
+    assert generate(c, files["mkv"]).text
+    assert next(iter(app_module.serving.loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
+
+
+def test_a_bug_is_a_short_toast_with_its_traceback_in_the_log_and_a_user_error_one_line(app_module, files, caplog):
+    c = new_client(app_module)
+    generate(c, files["mkv"])
+    (pair,) = app_module.serving.loaded.values()
+
+    def forward(*args, **kwargs):
+        raise IndexError("index 7 is out of bounds for dimension 0 with size 3")
+
+    pair.target.forward = forward
+    try:
+        with caplog.at_level("ERROR", logger="app"):
+            message = refused(c, "Internal error", files["mkv"])
+    finally:
+        del pair.target.forward
+    assert message == "Internal error (IndexError): the server log has the details."
+    logged = [r for r in caplog.records if r.name == "app" and r.exc_info]
+    assert logged and "index 7 is out of bounds" in logged[0].getMessage() + str(logged[0].exc_info[1])
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="app"):
+        message = refused(c, "the prompt is empty", files["mkv"], "   ")
+    assert "\n" not in message and not [r for r in caplog.records if r.name == "app"]
+    assert generate(c, files["mkv"]).text
+
+
+@pytest.mark.slow
+def test_five_users_at_once_each_get_their_own_result(app_module, files):
+    """Different clips, prompts and frame budgets from five sessions at once: all queue and complete, and
+    each trace is the one its user asked for."""
+    users = [("gif", "Describe the video.", 2), ("webm", "What colour is it?", 4), ("mkv", "How many shapes?", 6),
+             ("avi", "Which way does it move?", 8), ("mov", "Describe the video, please.", 10)]
+    results: dict[str, RunTrace | BaseException] = {}
+
+    def user(kind: str, prompt: str, frames: int) -> None:
+        try:
+            results[kind] = generate(new_client(app_module), files[kind], prompt, frames=frames)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            results[kind] = e
+
+    threads = [threading.Thread(target=user, args=u) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for kind, prompt, frames in users:
+        trace = results[kind]
+        assert isinstance(trace, RunTrace), trace
+        assert trace.prompt == prompt and trace.video.path.endswith(files[kind].name)
+        assert trace.video.n_frames == frames and trace.text
+
+
+class Runs(list):
+    """Each decoding run's method, rounds and whether its generator was closed; slow until ``fast`` is set."""
+
+    fast = False
+
+
+@pytest.fixture
+def runs(app_module, monkeypatch):
+    """Runs pause a second after each round (long enough to stop one) until the test sets ``runs.fast``."""
+    runs = Runs()
+    real = app_module.serving.stream
+
+    def slow(pair, clip, prompt, method, settings):
+        record = {"method": method, "steps": 0, "closed": False}
+        runs.append(record)
+        try:
+            for trace in real(pair, clip, prompt, method, settings):
+                record["steps"] += 1
+                yield trace
+                time.sleep(0 if runs.fast else 1.0)
+        finally:
+            record["closed"] = True
+
+    monkeypatch.setattr(app_module.serving, "stream", slow)
+    return runs
+
+
+def test_a_stopped_run_frees_the_models_for_the_next(app_module, files, runs):
+    from gradio_client import handle_file
+
+    c = new_client(app_module)
+    job = c.submit(handle_file(str(files["mkv"])), "Describe the video.", "lvspec", api_name="/generate",
+                   max_new=128, frames=4, k=1)
+    deadline = time.perf_counter() + 120
+    while (not runs or runs[0]["steps"] < 2) and time.perf_counter() < deadline:
+        time.sleep(0.1)
+    job.cancel()
+    runs.fast = True
+    trace = generate(c, files["mov"], "How many shapes?")
+    assert trace.prompt == "How many shapes?" and trace.text
+    assert runs[0]["closed"] and runs[0]["steps"] < 5  # one round per token: it would have run ~20
+    assert len(runs) == 2 and not app_module.serving.busy.locked()
+
+
+def test_stop_button_cancels_the_run_event(app_module):
+    config = app_module.demo.config
+    ids = {b._id: b for b in app_module.demo.blocks.values()}
+    run_btn = next(i for i, b in ids.items() if getattr(b, "value", None) == "Run: LVSpec, exact SD, vanilla")
+    stop_btn = next(i for i, b in ids.items() if getattr(b, "value", None) == "Stop")
+    deps = config["dependencies"]
+    run_dep = next(d for d in deps if [run_btn, "click"] in [list(t) for t in d["targets"]])
+    cancelled = {i for d in deps if [stop_btn, "click"] in [list(t) for t in d["targets"]] for i in d["cancels"]}
+    assert run_dep["api_name"] == "run" and run_dep["id"] in cancelled  # the decoding, not only what follows it
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", str(ROOT / "app.py"), str(ROOT / "lvspec" / "video.py"), "/tmp/gradio/../../etc/passwd",
+     str(ROOT / "assets" / "videos" / ".." / ".." / "app.py"), "..%2F..%2F..%2Fetc%2Fpasswd",
+     str(ROOT / "assets" / "models" / "toy-target" / "config.json"), str(ROOT / ".git" / "config")],
+)
+def test_the_file_route_serves_nothing_outside_the_allowed_paths(app_module, path):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{app_module.url}gradio_api/file={path}")
+    assert err.value.code in (403, 404)
+
+
+def test_the_file_route_serves_the_shipped_clips(app_module):
+    clip = ROOT / "assets" / "videos" / "red-circle-right.mp4"
+    with urllib.request.urlopen(f"{app_module.url}gradio_api/file={clip}") as response:
+        assert response.read() == clip.read_bytes()
+
+
+def test_an_input_naming_a_server_file_is_refused(app_module, files):
+    """A raw API call that names a file instead of uploading one: Gradio takes only its own uploads."""
+    import httpx
+
+    api = new_client(app_module).view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
+    defaults = [p["parameter_default"] for p in api["parameters"][1:]]
+
+    def call(path: str) -> str:
+        video = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        post = httpx.post(f"{app_module.url}gradio_api/call/generate", json={"data": [video, *defaults]})
+        return httpx.get(f"{app_module.url}gradio_api/call/generate/{post.json()['event_id']}", timeout=300).text
+
+    with files["mkv"].open("rb") as f:
+        (uploaded,) = httpx.post(f"{app_module.url}gradio_api/upload", files={"files": f}).json()
+    assert "event: complete" in call(uploaded)  # the same call with an uploaded file works
+    for path in ("/etc/passwd", str(files["mkv"]), str(ROOT / "assets" / "videos" / "red-circle-right.mp4")):
+        result = call(path)
+        assert "event: error" in result and "root:" not in result
+
+
+def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path):
+    app = app_module
+    assert app.readable_video(str(ROOT / "assets" / "videos" / "red-circle-right.mp4"))
+    outside = media.encode(tmp_path / "elsewhere.mp4", media.numbered_frames(4, 56, 56))
+    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "assets" / "videos" / ".." / ".." / "app.py"), str(outside)):
+        assert not app.readable_video(path)
+    trace = hand_built_trace()
+    trace.video.path = str(outside)
+    images = app.anchor_view([trace], "lvspec", 1, 1)
+    assert images[0][0].shape == (28, 56, 3)  # drawn on grey: the file named in the trace was not opened
+
+
+def open_saved(page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#saved-trace button.upload-container").click()
+    chooser.value.set_files(str(path))
+
+
+@pytest.mark.slow
+def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, open_page, runs, tmp_path):
+    from playwright.sync_api import expect
+
+    page = open_page(app_module.url, viewport={"width": 1400, "height": 1000})
+    page.get_by_text("Example clips and questions").wait_for()
+    page.get_by_role("row", name="Describe the video.").first.click()
+    page.locator("#run").click()
+    expect(page.locator("#live .tok[data-i]").first).to_be_visible(timeout=WAIT)  # the first round is in
+    page.get_by_role("button", name="Stop").click()
+    runs.fast = True
+    expect(page.get_by_text("Stopped. Press Run to start again.")).to_be_visible(timeout=WAIT)
+    page.locator("#run").click()  # at once: while the stopped run's current round is still finishing
+    page.get_by_role("tab", name="Side by side").click()
+    expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)  # drawn once all three have ended
+    assert [r["method"] for r in runs] == ["lvspec", "lvspec", "exact", "vanilla"]  # stopped, then a full run
+    assert all(r["closed"] for r in runs)
+
+    evil = hand_built_trace()
+    evil.tokens[1].text = ' <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    save_runs([evil], tmp_path / "runs.json")
+    open_saved(page, tmp_path / "runs.json")
+    page.get_by_role("tab", name="Live").click()
+    expect(page.locator("#live")).to_contain_text('<img src=x onerror="window.pwned=1">', timeout=WAIT)
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#live img, #live script").count() == 0
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"method": "lvspec", "tokens": "<b>"}')
+    page.reload()
+    open_saved(page, bad)
+    expect(page.get_by_text("tokens must be a list")).to_be_visible(timeout=WAIT)
 
 
 def test_one_state_run_clears_the_last_views_and_a_saved_trace_brings_back_its_question(tmp_path):

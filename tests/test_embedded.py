@@ -4,7 +4,6 @@ its target has the geometry LVSpec relies on (fact words are the most visually r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +28,9 @@ def scene_of(example: dict) -> Scene:
 
 @pytest.fixture(scope="module")
 def embedded():
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    return load_pair(str(TARGET), str(DRAFT), device="cpu")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_HUB_OFFLINE", "1")
+        yield load_pair(str(TARGET), str(DRAFT), device="cpu")
 
 
 def test_pair_is_small_and_shares_one_tokenizer(embedded):
@@ -124,6 +124,7 @@ def test_sample_suite_is_every_example_clip_with_its_prompts_and_facts():
     assert [i.prompt for i in first] == EXAMPLES[0]["prompts"] and first[0].scene == scene_of(EXAMPLES[0])
 
 
+@pytest.mark.slow
 def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
     """The eval command's own path (rendered clip → mp4 → video reader → vanilla answer → parser) on clips
     no training step saw, asked the short questions and captions: the target states nearly every fact right
@@ -139,6 +140,7 @@ def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
     assert draft["overall"] <= target["overall"] - 0.2, (draft, target)
 
 
+@pytest.mark.slow
 def test_target_answers_every_task_of_held_out_clips_and_describes_at_length(tmp_path):
     """Every task of the paper's table on clips no training step saw, two of each kind of question: the
     target states the facts each task asks for, a request for detail gets a paragraph and not a caption,

@@ -13,8 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from conftest import perturb, random_clip, save_model, tiny_tokenizer
-from test_lossless import MAX_NEW, free_run, hf_tokens, stop_token
+from conftest import MAX_NEW, free_run, hf_tokens, perturb, random_clip, save_model, stop_token, tiny_tokenizer
 from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,

@@ -2,45 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
-from conftest import CLIPS, PROMPTS
+from conftest import CLIPS, MAX_NEW, PROMPTS, free_run, hf_tokens, stop_token
 from lvspec.decode import Settings, generate
 from lvspec.models import load_pair
-
-MAX_NEW = 24
-
-
-@contextmanager
-def stop_token(pair, token: int):
-    """Make ``token`` the target's end-of-answer id for the duration."""
-    config = pair.target.generation_config
-    saved, config.eos_token_id = config.eos_token_id, token
-    try:
-        yield
-    finally:
-        config.eos_token_id = saved
-
-
-def free_run(pair, clip, prompt) -> tuple[list[int], int]:
-    """Vanilla's first MAX_NEW tokens when no stop token interrupts them, and a stop id they never contain."""
-    stop = pair.tokenizer.eos_token_id
-    while True:
-        with stop_token(pair, stop):
-            tokens = generate(pair, clip, prompt, "vanilla", Settings(max_new_tokens=MAX_NEW)).token_ids
-        if stop not in tokens:
-            return tokens, stop
-        stop = next(i for i in range(len(pair.tokenizer)) if i not in tokens)
-
-
-def hf_tokens(pair, clip, prompt, **kwargs) -> list[int]:
-    inputs = pair.inputs(clip, prompt)
-    pair.reset()
-    out = pair.target.generate(**inputs, max_new_tokens=MAX_NEW, do_sample=False, **kwargs)
-    return out[0, inputs["input_ids"].shape[1] :].tolist()
 
 
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: c.path)

@@ -5,23 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvspec.policies import Exact, LVSpec, RoundView
+from conftest import PROB, rounds
+from lvspec.policies import Exact, LVSpec
 from lvspec.trace import Round, RunTrace, Settings, Stats, Timing, TokenEvent, VideoInfo
-
-VOCAB = st.integers(0, 6)  # a small vocabulary makes matches, shifts and stops frequent
-STOP = 6
-PROB = st.floats(0.0, 1.0, allow_nan=False)
-
-
-@st.composite
-def rounds(draw) -> RoundView:
-    k = draw(st.integers(1, 8))
-    drafts = draw(st.lists(VOCAB, min_size=k, max_size=k))
-    targets = draw(st.lists(VOCAB, min_size=k + 1, max_size=k + 1))
-    p_draft = draw(st.lists(PROB, min_size=k, max_size=k))
-    p_top = [max(p, q) for p, q in zip(p_draft, draw(st.lists(PROB, min_size=k, max_size=k)))]
-    relevance = draw(st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=k, max_size=k))
-    return RoundView(drafts, targets, p_draft, p_top, relevance, frozenset({STOP}))
 
 
 @given(rounds(), PROB)

@@ -84,7 +84,7 @@ def hour_long(path: Path, seconds: int = 3600, fps: float = 1.0) -> Path:
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
-    """Every bad or unusual input of the hardening table, by name (the hour-long one is separate: ~1 s)."""
+    """Every bad or unusual upload the tests use, by kind (the hour-long one is separate: ~1 s)."""
     folder.mkdir(parents=True, exist_ok=True)
     clip, upright = numbered_frames(24, 72, 128), numbered_frames(24, 128, 72)
     indexed_first = encode(folder / "faststart.mp4", clip, muxer={"movflags": "faststart"})
