@@ -51,9 +51,11 @@ MEMORY_HINT = "try fewer frames, a smaller K or fewer new tokens, or a smaller m
 STOPPED = "**Stopped.** Press Run to start again."
 
 
-# On a phone the controls' column dissolves into the page so the results come straight after Run, and the
-# examples, settings and file box after the results.
-PHONE_CSS = """
+# The export list is for downloading: its files cannot be removed from it. On a phone the controls' column
+# dissolves into the page so the results come straight after Run, and the examples, settings and file box
+# after the results.
+CSS = """
+#exports .label-clear-button { display: none; }
 @media (max-width: 700px) {
   #controls { display: contents; }
   #controls > * { order: 0; width: 100%; }
@@ -497,7 +499,7 @@ def launch(**options):
         serving.load(str(TARGET), str(DRAFT))
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo.launch(allowed_paths=[str(VIDEOS)], max_file_size=VideoLimits.from_env().max_bytes,
-                       theme=gr.themes.Soft(), css=PHONE_CSS, **options)
+                       theme=gr.themes.Soft(), css=CSS, **options)
 
 
 if __name__ == "__main__":

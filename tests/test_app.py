@@ -157,6 +157,8 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url,
 
     page.get_by_role("tab", name="Export").click()
     link = page.locator("#exports a[download='runs.json']")
+    expect(link).to_be_visible()
+    assert not page.locator("#exports .label-clear-button").first.is_visible()  # downloads only: no "×"
     with page.expect_download() as download:
         link.click()
     saved = tmp_path / "runs.json"
@@ -164,6 +166,13 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url,
     traces = load_runs(saved)
     assert [t.method for t in traces] == ["lvspec", "exact", "vanilla"]
     assert json.loads(saved.read_text())[0]["text"] == traces[0].text
+
+    page.set_viewport_size({"width": 420, "height": 900})  # a phone: the results come straight after Run
+    page.reload()
+    expect(page.locator("#banner")).to_be_visible()
+    run, results = page.locator("#run").bounding_box(), page.locator("#results").bounding_box()
+    assert 0 <= results["y"] - (run["y"] + run["height"]) < 200, (run, results)
+    page.screenshot(path=SHOTS / "phone.png", full_page=True)
 
 
 def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
