@@ -289,6 +289,9 @@ def print_table(result: dict) -> None:
     def num(x, unit=""):
         return "—" if x is None else f"{x:.2f}{unit}"
 
+    if "machine" in result:
+        m = result["machine"]
+        print(f"on {m['name']} ({m['device']}, {m['torch_threads']} torch threads)")
     head = ["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1",
             "ROUGE-L", *(f"{p} %" for p in PHASES)]
     rows = [head]

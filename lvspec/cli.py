@@ -66,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
 def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
     from .pruning import KEEP
 
+    g.add_argument("--threads", type=int, help="torch threads (default: torch's own; on a busy machine fewer "
+                   "threads than cores keep timings steady)")
     g.add_argument("--target", help="hub id or local folder (HuggingFace format); default: the embedded pair")
     g.add_argument("--draft", help="hub id or local folder; default: the embedded draft when --target is not given")
     g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
@@ -119,6 +121,8 @@ def check(args, p: argparse.ArgumentParser) -> None:
         p.error(f"--method {drafting[0]} needs --draft (or --self-draft)")
     if args.draft_keep is not None and not 0.0 < args.draft_keep <= 1.0:
         p.error("--draft-keep must be above 0 and at most 1")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be ≥ 1")
     if args.k < 1 or args.max_new_tokens < 1 or args.frames < 1 or args.top_n < 1 or args.window < 0:
         p.error("--k, --max-new-tokens, --frames and --top-n must be ≥ 1, --window ≥ 0")
     if not 0.0 <= args.lam <= 1.0:
@@ -234,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     check(args, p)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         {"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command](args)
     except UserError as err:  # the input is at fault: one line; anything else is a bug and keeps its traceback
