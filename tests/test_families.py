@@ -46,7 +46,8 @@ from transformers import (
     Qwen3VLVideoProcessor,
 )
 
-from lvspec import cli, fit
+from lvspec import bench, cli, fit
+from lvspec.assisted import DRAFTS_WITHOUT_VIDEO, generate_assisted
 from lvspec.decode import Sequence, Settings, draft_prompt, generate, prefill
 from lvspec.models import ModelError, check_same_tokenizer, load_pair
 from lvspec.pruning import KEEP, kept_tokens, pruned, spread_order
@@ -439,6 +440,28 @@ def test_app_runs_self_sd_and_a_pruned_draft(family, pair, tmp_path, monkeypatch
     assert_same_answer(pair, clip, PROMPT, own.token_ids, pruned_draft.token_ids)
 
 
+@torch.inference_mode()
+def test_transformers_assisted_generation_drafts_without_the_video(pair, family):
+    """What bench says under its table when ``hf`` runs: the draft's prefill in ``generate(assistant_model=…)``
+    scores the prompt as the draft does with the video tokens' placeholder embeddings, not with the video."""
+    inputs = pair.inputs(CLIP, PROMPT)
+    first = []
+    hook = pair.draft.register_forward_hook(lambda module, args, out: first.append(out.logits[0, -1, : pair.vocab]))
+    try:
+        pair.reset()
+        pair.target.generate(**inputs, assistant_model=pair.draft, do_sample=False, max_new_tokens=2)
+    finally:
+        hook.remove()
+    seen = pair.prompt(pair.draft, inputs)
+    blind = replace(seen, embeds=pair.draft.get_input_embeddings()(inputs["input_ids"]), deepstack=None)
+
+    def drafted_from(prompt) -> bool:
+        return torch.allclose(first[0].float(), prompt_logits(pair.draft, prompt, pair.vocab), **TOLERANCE)
+
+    assert drafted_from(blind) and not drafted_from(seen)
+    assert family.kind in DRAFTS_WITHOUT_VIDEO
+
+
 def padded(folder, tokenizer, rows: int, seed: int, source=None):
     """A Qwen2.5-VL checkpoint whose head has ``rows`` rows, those past the tokenizer zero (a trained
     checkpoint's padded rows never win); with ``source``, a perturbed copy of it whose padded rows score
@@ -494,6 +517,8 @@ def test_a_pair_padded_to_different_sizes_runs_every_method(padded_pair):
             trace = generate(pair, CLIP, PROMPT, method, Settings(k=4, max_new_tokens=MAX_NEW))
             assert len(trace.token_ids) == MAX_NEW and max(trace.token_ids) < n
             assert all(d < n for r in trace.rounds for d in r.draft_ids)
+        hf = generate_assisted(pair, CLIP, PROMPT, Settings(k=4, max_new_tokens=MAX_NEW))
+        assert_same_answer(pair, CLIP, PROMPT, hf.token_ids, vanilla)
 
 
 def test_the_tokenizer_check_refuses_another_tokenizer_in_one_line():
@@ -504,3 +529,21 @@ def test_the_tokenizer_check_refuses_another_tokenizer_in_one_line():
         check_same_tokenizer(same, other, "target", "draft")
     assert "\n" not in str(refused.value) and f"({len(other)} vs {len(same)} tokens)" in str(refused.value)
 
+
+def test_bench_notes_how_hf_drafts(padded_pair, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    write_mp4(np.random.default_rng(3).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), str(video), fps=4)
+    items = [bench.Item(str(video), PROMPT)]
+    configs = bench.bench_configs(["vanilla", "hf"], Settings(k=2, max_new_tokens=6))
+    result = bench.run(padded_pair, items, configs, frames=4)
+    assert result["notes"] == [
+        "hf: transformers' assisted generation drafts without the video for qwen2_5_vl (its draft reads the video "
+        "tokens' placeholders)",
+        f"hf: the heads differ in size ({len(padded_pair.tokenizer) + 64} vs {len(padded_pair.tokenizer) + 8} rows), "
+        "so transformers runs universal assisted decoding, which re-tokenizes the text every round",
+    ]
+    bench.print_table(result)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == result["notes"]
+    without_hf = bench.bench_configs(["vanilla"], Settings(max_new_tokens=4))
+    assert bench.run(padded_pair, items, without_hf, frames=4)["notes"] == []
