@@ -5,7 +5,8 @@
 #   (b) the embedded pair's bench on the toy suite
 #   (c) an out-of-memory error through the CLI: one `error: out of memory` line, exit code 2
 #   (d) a summary: GPU, torch and CUDA versions, each part's verdict and time
-# On a machine without CUDA it says so and exits 0. Exit code: 0 if every part passed, 1 otherwise.
+# On a machine without CUDA it says so and exits 0; where torch does not import (no install yet) it says so and
+# exits 1. Otherwise the exit code is 0 if every part passed, 1 if one failed.
 set -u
 cd "$(dirname "$0")/.."
 PY=python
