@@ -4,6 +4,13 @@ a user would otherwise pick for exact-match speculative decoding, timed on the s
 It runs outside our loop, so its trace has tokens but no rounds. Target passes are counted with a forward
 hook. Its prefill is timed as the first forward pass of each model; transformers verifies the first draft
 chain in the target's prefill pass, so that pass also commits tokens and counts as a target pass.
+
+Two ways it is not our loop with another name, said under bench's table (``notes``). Its draft never sees the
+video: transformers runs the assistant's ``generate`` as a continuation (``is_first_iteration=False``), which
+drops every multimodal input, so the draft reads the video tokens' placeholder ids (checked per family in
+tests/test_families.py). And transformers refuses a pair whose heads differ in size (a padded draft) unless
+given both tokenizers, and then runs universal assisted decoding, which re-tokenizes the text every round;
+it is lossless, and the path transformers offers for such pairs, so ``hf`` takes it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ import torch
 from .decode import Clock, settle_text, tally
 from .errors import UserError
 from .models import ModelPair
+
+# Families whose draft transformers' assisted generation runs without the video (transformers 5.24: all of them).
+DRAFTS_WITHOUT_VIDEO = frozenset({"qwen2_5_vl", "qwen2_vl", "llava_onevision", "qwen3_vl", "internvl"})
 from .text import Detokenizer
 from .trace import RunTrace, Settings, TokenEvent
 from .video import Clip
@@ -57,12 +67,32 @@ def _fixed_chain(draft, k: int):
             setattr(config, n, v)
 
 
+def head_sizes(pair: ModelPair) -> tuple[int, int]:
+    """Rows of the target's and the draft's heads."""
+    return tuple(m.config.get_text_config().vocab_size for m in (pair.target, pair.draft))
+
+
+def notes(pair: ModelPair) -> list[str]:
+    """What a reader of ``hf``'s figures on this pair should know, one line each."""
+    out = []
+    if pair.adapter.model_type in DRAFTS_WITHOUT_VIDEO:
+        out.append(f"hf: transformers' assisted generation drafts without the video for {pair.adapter.model_type} "
+                   "(its draft reads the video tokens' placeholders)")
+    target, draft = head_sizes(pair)
+    if target != draft:
+        out.append(f"hf: the heads differ in size ({target} vs {draft} rows), so transformers runs universal "
+                   "assisted decoding, which re-tokenizes the text every round")
+    return out
+
+
 @torch.inference_mode()
 def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settings = Settings()) -> RunTrace:
     if pair.draft is None:
         raise UserError("method 'hf' needs a draft model")
     trace = RunTrace("hf", settings, pair.target_name, pair.draft_name, prompt, clip.info())
     inputs = pair.inputs(clip, prompt)
+    target_rows, draft_rows = head_sizes(pair)
+    both = {} if target_rows == draft_rows else dict(tokenizer=pair.tokenizer, assistant_tokenizer=pair.tokenizer)
     clock = Clock(*pair.devices)
     target, draft = _Passes(pair.target, clock), _Passes(pair.draft, clock)
     try:
@@ -70,7 +100,7 @@ def generate_assisted(pair: ModelPair, clip: Clip, prompt: str, settings: Settin
             start = clock()
             pair.reset()
             out = pair.target.generate(**inputs, assistant_model=pair.draft, do_sample=False,
-                                       max_new_tokens=settings.max_new_tokens)
+                                       max_new_tokens=settings.max_new_tokens, **both)
             end = clock()
     finally:
         target.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .assisted import notes as hf_notes
 from .decode import METHODS, Settings, generate, warm_up
 from .errors import UserError
 from .models import ModelPair
@@ -215,6 +216,7 @@ def run(pair: ModelPair, items: list[Item], configs: Configs, repeats: int = 1, 
         "draft": pair.draft_name,
         "repeats": repeats,
         "methods": {label: asdict(f) for label, f in table.items()},
+        "notes": hf_notes(pair) if any(m == "hf" for m, _ in configs.values()) else [],  # what hf's figures mean
         "items": [
             {"video": item.video, "prompt": item.prompt,
              **{label: {"text": runs[label][i][0].text,
@@ -300,6 +302,8 @@ def print_table(result: dict) -> None:
                      num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]),
                      pct(f["token_f1"]), pct(f["rouge_l"]), *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     _print_rows(rows)
+    for note in result.get("notes", []):
+        print(note)
     for task, part in result.get("by_task", {}).items():
         print(f"\n{task} ({part['items']} items)")
         rows = [["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "mismatch/100", "salvaged"]]

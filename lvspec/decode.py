@@ -60,8 +60,9 @@ class Clock:
 @dataclass
 class Sequence:
     """One model's running copy of the answer: its KV cache, the answer ``tokens`` the cache holds after the
-    prompt, and ``offset``, how far rotary positions run ahead of cache indices (Qwen's rope delta, plus the
-    video tokens a pruned draft never read).
+    prompt, ``offset``, how far rotary positions run ahead of cache indices (Qwen's rope delta, plus the
+    video tokens a pruned draft never read), and ``vocab``, the ids its logits cover (``ModelPair.vocab``:
+    a padded head's extra rows are cut off, so no argmax can reach them).
 
     Positions are passed on every call, so nothing rests on state kept on the model object: in Self-SD the
     full target and its pruned self are one model with two sequences.
@@ -70,25 +71,33 @@ class Sequence:
     model: PreTrainedModel
     cache: DynamicCache
     offset: int
+    vocab: int
     tokens: list[int] = field(default_factory=list)
 
     def __post_init__(self):
-        # Steps after the prefill run the language model and its head directly: they read no pixels, and the
-        # multimodal wrapper's per-call work is a fifth of a small draft's whole step on a CPU.
+        # Every pass runs the language model and its head directly: the prompt comes as vectors, later steps
+        # read no pixels, and the multimodal wrapper's per-call work is a fifth of a small draft's whole step
+        # on a CPU.
         self._embed = self.model.get_input_embeddings()
         self._decoder = self.model.get_decoder()
         self._head = self.model.get_output_embeddings()
+
+    def read(self, embeds: torch.Tensor, positions: torch.Tensor, logits_to_keep: int = 0, **inputs) -> torch.Tensor:
+        """Extend the cache by ``embeds`` at ``positions`` (``inputs``: whatever else the language model
+        reads, e.g. Qwen3-VL's DeepStack features); the logits (n, vocab) of the last ``logits_to_keep``
+        (0 = all)."""
+        hidden = self._decoder(inputs_embeds=embeds, position_ids=positions, cache=self.cache, use_cache=True,
+                               **inputs).last_hidden_state
+        return self._head(hidden[0, -logits_to_keep:])[:, : self.vocab]
 
     def forward(self, ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
         """Extend the cache by ``ids``; the logits (n, vocab) of the last ``logits_to_keep`` (0 = all)."""
         device = self.model.device
         start = self.cache.get_seq_length() + self.offset
         positions = torch.arange(start, start + len(ids), device=device)[None]
-        embeds = self._embed(torch.tensor([ids], device=device))
-        hidden = self._decoder(inputs_embeds=embeds, position_ids=positions, cache=self.cache,
-                               use_cache=True).last_hidden_state
+        logits = self.read(self._embed(torch.tensor([ids], device=device)), positions, logits_to_keep)
         self.tokens += ids
-        return self._head(hidden[0, -logits_to_keep:])
+        return logits
 
     def unseen(self, committed: list[int]) -> list[int]:
         """The committed tokens this sequence has not read yet."""
@@ -102,12 +111,12 @@ class Sequence:
         del self.tokens[keep:]
 
 
-def prefill(model: PreTrainedModel, prompt: Prompt) -> tuple[Sequence, int]:
-    """Read the prompt (video included); return the model's sequence and its greedy first token."""
-    cache = DynamicCache(config=model.config)
-    out = model(inputs_embeds=prompt.embeds, position_ids=prompt.positions, cache=cache, use_cache=True,
-                logits_to_keep=1)
-    return Sequence(model, cache, prompt.offset), int(out.logits[0, -1].argmax())
+def prefill(model: PreTrainedModel, prompt: Prompt, vocab: int) -> tuple[Sequence, int]:
+    """Read the prompt (video included); return the model's sequence and its greedy first token among the
+    first ``vocab`` ids."""
+    seq = Sequence(model, DynamicCache(config=model.config), prompt.offset, vocab)
+    logits = seq.read(prompt.embeds, prompt.positions, 1, **prompt.decoder_inputs())
+    return seq, int(logits[-1].argmax())
 
 
 def verify(target: Sequence, committed: list[int], drafts: list[int], tap: LayerTap) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +166,7 @@ class ModelDraft(NoDraft):
     def start(self, reading: Reading, states: torch.Tensor) -> int:
         """Prefill; how many video tokens the draft read."""
         prompt, n_video = draft_prompt(self.pair, self.model, reading, states, self.keep)
-        self.seq = prefill(self.model, prompt)[0]
+        self.seq = prefill(self.model, prompt, self.pair.vocab)[0]
         return n_video
 
     def propose(self, committed: list[int], k: int, stops: frozenset[int]) -> list[int]:
@@ -216,7 +225,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
     clock, text = Clock(*pair.devices), Detokenizer(pair.tokenizer)
     try:
         start = clock()
-        target, first = prefill(pair.target, reading.prompt)
+        target, first = prefill(pair.target, reading.prompt, pair.vocab)
         states = tap.take()
         video = video_vectors(reading, states, settings.video_repr)
         trace.video.draft_tokens = drafter.start(reading, states)

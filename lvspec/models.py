@@ -32,15 +32,36 @@ class ModelError(UserError):
 
 
 @dataclass
+class Deepstack:
+    """Vision features that Qwen3-VL adds to the hidden states of its first decoder layers at the video
+    positions (DeepStack), beside the ones that fill the video slots: ``mask`` (1, L) marks those positions,
+    ``layers[i]`` (video tokens, hidden) is what decoder layer i adds there. Each vector lands on its own
+    token only, so a prompt without some video tokens drops their rows and stays exact."""
+
+    mask: torch.Tensor
+    layers: list[torch.Tensor]
+
+    def keep(self, columns: torch.Tensor) -> Deepstack:
+        rows = columns.to(self.mask.device)[self.mask[0]]
+        return Deepstack(self.mask[:, columns.to(self.mask.device)], [x[rows.to(x.device)] for x in self.layers])
+
+    def decoder_inputs(self) -> dict:
+        """The keywords Qwen3-VL's language model reads them by."""
+        return {"visual_pos_masks": self.mask, "deepstack_visual_embeds": self.layers}
+
+
+@dataclass
 class Prompt:
     """A request as one decoder reads it at prefill: text embeddings with the video features in the video
-    slots, their rotary positions, and ``offset``, how far the position of every later token runs ahead of
-    its cache index (Qwen's rope delta). Prefilling from vectors lets one encoded video serve two readings
-    of it (the full target and its pruned self in Self-SD) and lets a draft drop video tokens."""
+    slots, their rotary positions, ``offset``, how far the position of every later token runs ahead of
+    its cache index (Qwen's rope delta), and the family's ``deepstack`` features if it has them. Prefilling
+    from vectors lets one encoded video serve two readings of it (the full target and its pruned self in
+    Self-SD) and lets a draft drop video tokens."""
 
     embeds: torch.Tensor  # (1, L, hidden)
     positions: torch.Tensor  # (1, L), or (3, 1, L) for Qwen's 3-D rotary positions
     offset: int
+    deepstack: Deepstack | None = None
 
     def keep(self, columns: torch.Tensor) -> Prompt:
         """The prompt without the positions where ``columns`` (L,) is False. The kept tokens keep their
@@ -51,7 +72,21 @@ class Prompt:
             self.embeds[:, columns.to(self.embeds.device)],
             self.positions[..., columns.to(self.positions.device)],
             self.offset + dropped,
+            None if self.deepstack is None else self.deepstack.keep(columns),
         )
+
+    def decoder_inputs(self) -> dict:
+        """What the language model reads beside the embeddings and positions."""
+        return {} if self.deepstack is None else self.deepstack.decoder_inputs()
+
+
+@dataclass
+class VideoFeatures:
+    """What a family's vision side hands its language model: the vectors that fill the video slots, in order
+    (slots, hidden), and per early decoder layer the DeepStack vectors added at those slots (Qwen3-VL)."""
+
+    slots: torch.Tensor
+    deepstack: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -97,8 +132,8 @@ class Adapter:
         """(time, rows, columns) of the video tokens as the LLM sees them, in their sequence order."""
         raise NotImplementedError
 
-    def video_features(self, model: PreTrainedModel, inputs: dict) -> torch.Tensor:
-        """The vectors that fill the video slots, in order: (slots, hidden)."""
+    def video_features(self, model: PreTrainedModel, inputs: dict) -> VideoFeatures:
+        """The vision side's output for these inputs, in the video slots' order."""
         raise NotImplementedError
 
     def positions(self, model: PreTrainedModel, inputs: dict) -> tuple[torch.Tensor, int]:
@@ -116,9 +151,11 @@ class Adapter:
         ids = inputs["input_ids"]
         embeds = model.get_input_embeddings()(ids)
         slots = self.video_slots(model.config, ids).to(embeds.device)
-        embeds[0, slots] = self.video_features(model, inputs).to(embeds.device, embeds.dtype)
+        features = self.video_features(model, inputs)
+        embeds[0, slots] = features.slots.to(embeds.device, embeds.dtype)
         positions, offset = self.positions(model, inputs)
-        return Prompt(embeds, positions, offset)
+        deepstack = Deepstack(slots[None], features.deepstack) if features.deepstack else None
+        return Prompt(embeds, positions, offset, deepstack)
 
 
 class QwenVLAdapter(Adapter):
@@ -156,7 +193,7 @@ class QwenVLAdapter(Adapter):
 
     def video_features(self, model, inputs):
         out = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"])
-        return torch.cat(out.pooler_output)
+        return VideoFeatures(torch.cat(out.pooler_output))
 
     def positions(self, model, inputs):
         """Computed once on the full sequence, as ``generate`` does at prefill (``get_rope_index``)."""
@@ -194,10 +231,66 @@ class LlavaOnevisionAdapter(Adapter):
         return [inputs["pixel_values_videos"].shape[1], side, side]
 
     def video_features(self, model, inputs):
-        return model.model.get_video_features(inputs["pixel_values_videos"]).pooler_output.flatten(0, 1)
+        frames = model.model.get_video_features(inputs["pixel_values_videos"]).pooler_output
+        return VideoFeatures(frames.flatten(0, 1))
 
 
-ADAPTERS: list[type[Adapter]] = [QwenVLAdapter, LlavaOnevisionAdapter]
+class Qwen3VLAdapter(QwenVLAdapter):
+    """Qwen3-VL (dense): Qwen2.5-VL's processor call, video grid and ``get_rope_index`` call, and two changes.
+
+    Timestamps: each frame's tokens follow a ``<t seconds>`` text of their own, and ``get_rope_index`` gives
+    every frame its own (h, w) grid after that text; the positions and the rope delta still come from it in
+    one call, and the rotary embedding interleaves t, h and w itself. DeepStack: the vision encoder's early
+    layers add vectors to the hidden states of the first decoder layers at the video positions. A prefill
+    from embeddings alone would lose them and differ from ``generate``, so the prompt carries them
+    (``Deepstack``) and the prefill hands them to the language model as its own forward does; a pruned
+    prompt drops the pruned tokens' rows with the tokens, which keeps pruned drafts and Self-SD exact.
+    """
+
+    model_types = ("qwen3_vl",)
+
+    @property
+    def model_class(self):
+        from transformers import Qwen3VLForConditionalGeneration
+
+        return Qwen3VLForConditionalGeneration
+
+    def video_features(self, model, inputs):
+        out = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"])
+        return VideoFeatures(torch.cat(out.pooler_output), [torch.cat(layer) for layer in out.deepstack_features])
+
+
+class InternVLAdapter(Adapter):
+    """InternVL3 in transformers' own format (the ``-hf`` checkpoints): each frame is one image tile of its own,
+    written ``FrameN: <img>`` + its context tokens + ``</img>``. The tile's patch grid is pixel-shuffled
+    (2×2 patches into one vector at a ratio of 0.5) and projected; the vectors come out row by row, the
+    (rows, columns) grid pruning spreads over. Plain 1-D positions (its language model is Qwen2.5)."""
+
+    model_types = ("internvl",)
+
+    @property
+    def model_class(self):
+        from transformers import InternVLForConditionalGeneration
+
+        return InternVLForConditionalGeneration
+
+    def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
+        return dict(processor(text=[self.chat(processor, prompt)], videos=[clip.frames], return_tensors="pt"))
+
+    def video_slots(self, config, input_ids):
+        return input_ids[0] == config.image_token_id
+
+    def video_grid(self, config, inputs):
+        vision = config.vision_config
+        rows, cols = (int(s // p * config.downsample_ratio) for s, p in zip(vision.image_size, vision.patch_size))
+        return [inputs["pixel_values"].shape[0], rows, cols]
+
+    def video_features(self, model, inputs):
+        tiles = model.model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+        return VideoFeatures(tiles.flatten(0, 1))
+
+
+ADAPTERS: list[type[Adapter]] = [QwenVLAdapter, LlavaOnevisionAdapter, Qwen3VLAdapter, InternVLAdapter]
 
 
 def adapter_for(model_type: str) -> Adapter:
@@ -257,6 +350,17 @@ class ModelPair:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         return frozenset([eos] if isinstance(eos, int) else eos)
+
+    @property
+    def vocab(self) -> int:
+        """How many ids the loop may draft and commit: those the tokenizer writes and every head scores.
+
+        Checkpoints of one family pad their embeddings to different sizes (Qwen2.5-VL: 151,936 rows at 3B,
+        152,064 at 7B, for 151,665 tokens). A padded row is no token: a draft that proposed one would hand the
+        target an id it may not have, and a target that committed one would write what no text decodes to.
+        """
+        heads = [m.config.get_text_config().vocab_size for m in (self.target, self.draft) if m is not None]
+        return min(len(self.tokenizer), *heads)
 
     def inputs(self, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
         if not prompt.strip():
