@@ -1,5 +1,6 @@
 """``python -m lvspec generate|bench|sweep|anchors``: one run with its trace; every method over a suite with
-its figures; the speed/quality frontier; how well relevance finds the visual words."""
+its figures (kept item by item in a run file that resumes); the speed/quality frontier; how well relevance
+finds the visual words."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="the speed/quality frontier: LVSpec over λ and w, random and FLy beside it")
     for q in (b, w):
         q.add_argument("--suite", default="toy", help="toy (held-out rendered clips), samples (the app's example clips, "
-                       "every prompt) or a JSONL file of {video, prompt}")
+                       "every prompt) or a JSONL file, one {\"video\": PATH, \"prompt\": TEXT} per line (optional: "
+                       "reference, kind, choices; paths relative to the file)")
+        q.add_argument("--run", metavar="RUN.jsonl", help="keep every item's traces here as it finishes; the same "
+                       "command again skips the items already in it (resume)")
         q.add_argument("--n", type=int, default=30, help="items of the toy suite")
         q.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
         add_pair_and_settings(q, d)
@@ -128,7 +132,7 @@ def check(args, p: argparse.ArgumentParser) -> None:
     if not 0.0 <= args.lam <= 1.0:
         p.error("--lam must be between 0 and 1")
     check_device(args.device, p)
-    for out in (getattr(args, "json", None), getattr(args, "plot", None)):
+    for out in (getattr(args, "json", None), getattr(args, "plot", None), getattr(args, "run", None)):
         if out and not Path(out).resolve().parent.is_dir():
             p.error(f"cannot write {out}: its folder does not exist")
 
@@ -168,7 +172,9 @@ def load(args, with_draft: bool):
 
 
 def suite_run(args) -> None:
-    """``bench`` and ``sweep``: configs over a suite, a table, and the JSON and plot on request."""
+    """``bench`` and ``sweep``: configs over a suite, a table, and the JSON and plot on request; with ``--run``,
+    every item's traces kept as it finishes, and the items already there skipped. Under several processes
+    each runs its share; the main one prints."""
     import json
     import tempfile
     from pathlib import Path
@@ -176,6 +182,14 @@ def suite_run(args) -> None:
     from tqdm import tqdm
 
     from . import bench as b
+    from . import suites
+
+    state = getattr(args, "processes", None)
+    main = state is None or state.is_main_process
+    rank = f" [{state.process_index}]" if state is not None else ""
+
+    def report(message: str) -> None:
+        print(message, file=sys.stderr)
 
     settings = settings_of(args)
     if args.command == "bench":
@@ -183,13 +197,22 @@ def suite_run(args) -> None:
     else:
         configs = b.sweep_configs(settings)
     drafting = {m for m, _ in configs.values()} - {"vanilla"}
-    pair = load(args, with_draft=bool(drafting))
     with tempfile.TemporaryDirectory() as tmp:
-        suites = {"toy": lambda: b.toy_suite(args.n, Path(tmp)), "samples": b.sample_suite}
-        items = suites.get(args.suite, lambda: b.file_suite(args.suite))()
-        with tqdm(total=len(items), desc=args.command, leave=False) as bar:
-            result = b.run(pair, items, configs, args.repeats, args.frames, bar.update)
-    result["machine"] = b.machine(pair)
+        if args.suite == "toy":
+            suite = suites.toy_suite(args.n, Path(tmp))
+        elif args.suite == "samples":
+            suite = suites.sample_suite()
+        else:  # every process reads the file; the main one reports its bad lines
+            suite = suites.file_suite(args.suite, report if main else None)
+        pair = load(args, with_draft=bool(drafting))
+
+        def bar(total: int, done: int):
+            return tqdm(total=total, initial=done, desc=args.command + rank, unit="item", leave=False,
+                        position=state.process_index if state is not None else None)
+
+        result = b.run(pair, suite, configs, args.repeats, args.frames, bar, args.run, report, state)
+    if not main:
+        return
     b.print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False))
@@ -238,17 +261,25 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     check(args, p)
-    if args.threads:
+    return _reported({"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command],
+                     args)
+
+
+def _reported(command, args) -> int:
+    """Run ``command``: 0, or 2 with one ``error:`` line for a user error (130 when interrupted)."""
+    if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     try:
-        {"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command](args)
+        command(args)
     except UserError as err:  # the input is at fault: one line; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        kept = f" ({args.run} keeps every finished item: the same command goes on from there)" if getattr(
+            args, "run", None) else ""
+        print(f"error: interrupted{kept}", file=sys.stderr)
         return 130
     except memory_errors():
         pass  # report outside the except block: its traceback still holds the tensors that filled the memory
