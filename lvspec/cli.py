@@ -1,6 +1,6 @@
-"""``python -m lvspec generate|bench|sweep|anchors``: one run with its trace; every method over a suite with
-its figures (kept item by item in a run file that resumes); the speed/quality frontier; how well relevance
-finds the visual words."""
+"""``python -m lvspec generate|bench|sweep|errors|anchors``: one run with its trace; every method over a suite
+with its figures (kept item by item in a run file that resumes); the speed/quality frontier; the answers a
+lossy method changed, worst first; how well relevance finds the visual words."""
 
 from __future__ import annotations
 
@@ -58,6 +58,15 @@ def parser() -> argparse.ArgumentParser:
         add_pair_and_settings(q, d)
         q.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
         q.add_argument("--plot", metavar="OUT.png", help="write the figures as a picture (png, svg or pdf)")
+    e = sub.add_parser("errors", help="the answers a lossy method changed in a run file, worst first, and where "
+                       "each parted from vanilla's")
+    e.add_argument("run_file", metavar="RUN.jsonl", help="a run file of bench --run (with vanilla in its methods)")
+    e.add_argument("--config", action="append", help="judge this config (repeatable; default: every lossy one, "
+                   "i.e. every method but vanilla, exact and hf)")
+    e.add_argument("--epsilon", type=float, default=0.2, help="the filler guard ε to test each parting against")
+    e.add_argument("--tau-probe", type=float, default=0.5, help="the relevance floor τ to test each parting against")
+    e.add_argument("--limit", type=int, help="show at most this many")
+    e.add_argument("--json", action="store_true", help="print the list as JSON")
     a = sub.add_parser("anchors", help="precision and recall of the anchor flag against the true visual words")
     a.add_argument("--n", type=int, default=30, help="items of the toy suite")
     a.add_argument("--layers", help="comma-separated target layers (default: every layer)")
@@ -257,9 +266,29 @@ def generate(args) -> None:
         trace.save(args.json)
 
 
+def errors(args) -> None:
+    import json
+    from dataclasses import asdict
+
+    from .error_list import error_list, print_errors
+    from .runfile import load
+
+    run = load(args.run_file)
+    found = error_list(run, args.config, epsilon=args.epsilon, tau=args.tau_probe)
+    shown = found[: args.limit] if args.limit else found
+    if args.json:
+        print(json.dumps([asdict(d) for d in shown], indent=1, ensure_ascii=False))
+    else:
+        print_errors(run, shown, len(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if args.command == "errors":
+        if args.limit is not None and args.limit < 1:
+            p.error("--limit must be ≥ 1")
+        return _reported(errors, args)
     check(args, p)
     return _reported({"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command],
                      args)

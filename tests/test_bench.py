@@ -1,5 +1,6 @@
 """``bench`` over suites of your own: a JSONL suite of clips in three containers with a bad line, scoring
-without known facts (chosen options, word overlap, references), run files that keep every trace and resume.
+without known facts (chosen options, word overlap, references), run files that keep every trace and resume,
+and the error list of a lossy run.
 
 Model work stays small: the embedded pair, 4 frames, K = 4, 16 new tokens."""
 
@@ -17,6 +18,7 @@ import pytest
 
 from lvspec import bench, cli, runfile
 from lvspec.decode import Settings
+from lvspec.error_list import error_list
 from lvspec.models import load_pair
 from lvspec.suites import AnswerScorer, Item, ToyScorer, chosen, file_suite, toy_suite
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
@@ -199,6 +201,61 @@ def test_a_run_file_drops_a_torn_record_refuses_other_settings_and_merges_parts(
     moved = [Item(i.video, "What colour is the circle?", key=i.key) for i in items]
     with pytest.raises(runfile.UserError, match="another item at 0"):
         bench.run(pair, moved, configs, frames=4, run_file=path)
+
+
+@pytest.fixture(scope="module")
+def lossy_run(pair, tmp_path_factory) -> Path:
+    """8 toy items, vanilla, exact and LVSpec at λ = 0.95 without the guard (ε = 0): answers change."""
+    folder = tmp_path_factory.mktemp("toy")
+    settings = Settings(k=4, max_new_tokens=32, lam=0.95, min_ratio=0.0)
+    configs = {m: (m, settings) for m in ("vanilla", "exact", "lvspec")}
+    bench.run(pair, toy_suite(8, folder), configs, frames=4, run_file=folder / "run.jsonl")
+    return folder / "run.jsonl"
+
+
+def test_the_error_list_puts_changed_facts_first_with_where_the_answers_parted(lossy_run, capsys):
+    run = runfile.load(lossy_run)
+    found = error_list(run)
+    changed = [d for d in found if d.facts_changed]
+    assert changed and found[: len(changed)] == changed and {d.config for d in found} == {"lvspec"}
+    assert [d.parting.token for d in changed] == sorted(d.parting.token for d in changed)
+    by_key = {s.item.key: s for s in run.items}
+    for d in found:
+        p, saved = d.parting, by_key[d.key]
+        lossy, vanilla = saved.traces["lvspec"][0], saved.traces["vanilla"][0]
+        assert lossy.token_ids[: p.token] == vanilla.token_ids[: p.token] != lossy.token_ids[: p.token + 1]
+        assert p.round >= 1 and p.verdict in ("loose", "shift") and p.position is not None
+        rnd = lossy.rounds[p.round - 1]
+        assert rnd.draft_ids[p.position] == lossy.token_ids[p.token] != rnd.target_ids[p.position]
+        assert rnd.verdicts[p.position] == p.verdict and p.target == vanilla.token_text(vanilla.token_ids[p.token])
+        assert 1 <= p.rank <= p.positions and p.run_epsilon == 0.0
+        if p.verdict == "loose":
+            assert p.guard_stops == (p.p_draft < 0.2 * p.p_target)
+        assert any(w.op != "=" for w in d.diff) and d.marked.count("[-") + d.marked.count("{+") >= 1
+    for d in changed:
+        assert d.lost or d.gained
+    assert cli.main(["errors", str(lossy_run), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(x["key"], x["config"]) for x in listed] == [(d.key, d.config) for d in found]
+    assert listed[0]["parting"]["round"] == found[0].parting.round
+    assert cli.main(["errors", str(lossy_run), "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n#") == 1 and "parted at token" in out and "the first 1 shown" in out
+
+
+def test_an_exact_run_lists_no_error(lossy_run, tmp_path, capsys):
+    data = records(lossy_run)  # the same run as if it had asked for vanilla and exact only
+    data[0]["configs"] = {k: v for k, v in data[0]["configs"].items() if k != "lvspec"}
+    for r in data[1:]:
+        del r["traces"]["lvspec"]
+    exact = tmp_path / "exact.jsonl"
+    exact.write_text("".join(json.dumps(r) + "\n" for r in data))
+    run = runfile.load(exact)
+    assert error_list(run) == [] and error_list(run, ["exact"]) == []  # exact is vanilla, token for token
+    assert cli.main(["errors", str(exact)]) == 0
+    assert capsys.readouterr().out.startswith("0 changed answer(s) over 8 items")
+    assert cli.main(["errors", str(exact), "--config", "lvspec"]) == 2
+    assert "no config 'lvspec'" in capsys.readouterr().err
 
 
 def test_toy_suites_bring_the_toy_scorer_and_file_suites_do_not():
