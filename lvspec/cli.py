@@ -1,6 +1,7 @@
 """``python -m lvspec generate|bench|sweep|errors|anchors``: one run with its trace; every method over a suite
-with its figures (kept item by item in a run file that resumes); the speed/quality frontier; the answers a
-lossy method changed, worst first; how well relevance finds the visual words."""
+with its figures (kept item by item in a run file that resumes, shared over processes under ``accelerate
+launch`` or ``torchrun``); the speed/quality frontier; the answers a lossy method changed, worst first; how well
+relevance finds the visual words."""
 
 from __future__ import annotations
 
@@ -266,6 +267,35 @@ def generate(args) -> None:
         trace.save(args.json)
 
 
+def processes(args, p: argparse.ArgumentParser):
+    """accelerate's PartialState when this process is one of several (``accelerate launch`` or ``torchrun``
+    started it), with its own device; else None (one process, nothing to share)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and os.environ.get("MASTER_ADDR"):
+            # accelerate's simple launcher (--cpu without --mpirun_hostfile) names a master for several
+            # processes but starts only this one.
+            print("note: accelerate launch --cpu started one process: every item runs here. To share the items "
+                  "over N CPU processes, use torchrun --nproc_per_node N -m lvspec …, or accelerate launch "
+                  "--multi_gpu --num_processes N (on a machine without GPUs they run on the CPU), or --cpu with "
+                  "--mpirun_hostfile", file=sys.stderr)
+        return None
+    if args.device_map or args.draft_device_map:
+        p.error("with several processes each process takes one device: leave out --device-map and --draft-device-map")
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    # A process that finishes its share early waits for the others at a barrier: give it the whole run's time.
+    state = PartialState(cpu=cpu, timeout=timedelta(days=7))
+    if args.device in (None, "cuda"):
+        args.device = str(state.device)
+    return state
+
+
 def errors(args) -> None:
     import json
     from dataclasses import asdict
@@ -290,8 +320,15 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--limit must be ≥ 1")
         return _reported(errors, args)
     check(args, p)
-    return _reported({"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command],
-                     args)
+    state = processes(args, p) if args.command in ("bench", "sweep") else None
+    if state is not None:
+        args.processes = state
+    try:
+        return _reported({"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command],
+                         args)
+    finally:
+        if state is not None:
+            state.destroy_process_group()
 
 
 def _reported(command, args) -> int:

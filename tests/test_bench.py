@@ -1,13 +1,16 @@
 """``bench`` over suites of your own: a JSONL suite of clips in three containers with a bad line, scoring
 without known facts (chosen options, word overlap, references), run files that keep every trace and resume,
-and the error list of a lossy run.
+the error list of a lossy run, and the same bench shared over two processes (slow).
 
 Model work stays small: the embedded pair, 4 frames, K = 4, 16 new tokens."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import media
 import numpy as np
 import pytest
 
+from conftest import free_port
 from lvspec import bench, cli, runfile
 from lvspec.decode import Settings
 from lvspec.error_list import error_list
@@ -24,6 +28,7 @@ from lvspec.suites import AnswerScorer, Item, ToyScorer, chosen, file_suite, toy
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.trace import RunTrace, VideoInfo
 
+ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--max-new-tokens", "16", "--frames", "4", "--k", "4"]
 CLIPS = ("red-circle-right", "three-shapes", "blue-square-yellow-star", "green-triangle-growing")
 # Figures that depend on the answers only: a resumed run must reproduce them exactly (times may differ).
@@ -268,3 +273,32 @@ def test_toy_suites_bring_the_toy_scorer_and_file_suites_do_not():
     assert scorer.task(item) == "short QA" and AnswerScorer().facts(item, "It is red.") is None
 
 
+@pytest.mark.slow
+def test_two_processes_share_the_items_and_answer_as_one(tmp_path):
+    """``accelerate launch --multi_gpu --num_processes 2`` on this CPU (two gloo processes) against one process:
+    the same answers item by item, one merged run file, no part left."""
+    launcher = Path(sys.executable).with_name("accelerate")
+    if not launcher.exists():
+        pytest.skip("accelerate's launcher is not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    args = ["bench", "--suite", "toy", "--n", "4", "--methods", "vanilla,exact,lvspec", "--device", "cpu", *QUICK]
+    one = subprocess.run([sys.executable, "-m", "lvspec", *args, "--run", str(tmp_path / "one.jsonl"),
+                          "--json", str(tmp_path / "one.json")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+                          "-m", "lvspec",
+                          *args, "--run", str(tmp_path / "two.jsonl"), "--json", str(tmp_path / "two.json")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    a, b = (json.loads((tmp_path / f"{x}.json").read_text()) for x in ("one", "two"))
+
+    def answers(result):  # the clips were rendered into each process's own folder: compare all but the path
+        return [{k: v for k, v in row.items() if k != "video"} for row in result["items"]]
+
+    assert answers(a) == answers(b) and len(b["items"]) == 4
+    saved = records(tmp_path / "two.jsonl")
+    assert saved[0]["processes"] == 2 and sorted({r["rank"] for r in saved[1:]}) == [0, 1]
+    assert [r["key"] for r in saved[1:]] == ["0", "1", "2", "3"] and not runfile.parts(tmp_path / "two.jsonl")
+    assert two.stdout.count("4 of 4 items") == 1  # one table, from the main process
