@@ -2,15 +2,19 @@
 
 Speedups are ratios measured in the same run (vanilla runs beside the others on the same items), per
 decoded token so that answers of different lengths compare fairly. Retention is how much of the target's
-own quality a method keeps: on the toy suite the attribute accuracy relative to vanilla's, on any suite
-the token F1 of the answer against vanilla's.
+own quality a method keeps: where the suite knows the facts (the toy suites) the attribute accuracy
+relative to vanilla's; elsewhere agreement with vanilla's own answer: the same option picked on a
+multiple-choice item, the token F1 of free text (``agreement``). A suite brings the scorer that judges
+its answers (``lvspec.suites``), so nothing here knows the toy world.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,34 +25,9 @@ from .assisted import notes as hf_notes
 from .decode import METHODS, Settings, generate, warm_up
 from .errors import UserError
 from .models import ModelPair
+from .suites import Item, Scorer, Suite, as_suite, file_suite, sample_suite, toy_suite  # noqa: F401 (the suites)
 from .trace import PHASES, RunTrace
-from .video import VideoLimits, read_video
-
-
-@dataclass
-class Item:
-    video: str
-    prompt: str
-    scene: object | None = None  # a toy-world Scene: the reference facts (None: compare with vanilla only)
-    masks: object | None = None  # toy world: (T, H, W) per source frame, which object covers each pixel
-
-
-def file_suite(path: str | Path) -> list[Item]:
-    """A JSONL file, one ``{"video": PATH, "prompt": TEXT}`` per line; video paths relative to the file."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the suite {path}: {e}") from None
-    items = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                items.append(Item(str((path.parent / row["video"]).resolve()), row["prompt"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise UserError(f"{path.name} line {n}: expected {{\"video\": …, \"prompt\": …}} ({e})") from None
-    return items
+from .video import VideoError, VideoLimits, read_video
 
 
 def read_result(path: str | Path) -> dict:
@@ -121,30 +100,44 @@ class MethodFigures:
     # them the method kept (loose or shifted): what bounds exact-match SD, and what a looser rule buys back.
     mismatches: float | None = None
     salvaged: float | None = None
+    # Against the items' reference answers (where given): the option picked / token F1, and ROUGE-L of free text.
+    reference_score: float | None = None
+    reference_rouge_l: float | None = None
 
 
 def _decode_s(trace: RunTrace) -> float:
     return trace.timing.total_s - trace.timing.prefill_s
 
 
-def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[str, MethodFigures]:
-    """``runs[method][item]`` holds that item's repeats; the first repeat is the one judged for quality."""
-    from .toyworld.answers import score, stated
+def agreement(scorer: Scorer, item: Item, reference: str, text: str) -> float:
+    """How far ``text`` keeps ``reference`` (vanilla's answer, or the item's reference answer) where no facts
+    are known: 1 or 0 for the option a multiple-choice item picks, the token F1 of free text."""
+    if item.is_choice:
+        return float(scorer.facts(item, reference) == scorer.facts(item, text))
+    return token_f1(reference, text)
 
+
+def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Scorer) -> dict[str, MethodFigures]:
+    """``runs[method][item]`` holds that item's repeats; the first repeat is the one judged for quality."""
     vanilla = runs.get("vanilla")
-    toy = all(item.scene is not None for item in items)
+    verdicts = {label: [scorer.accuracy(item, repeats[0].text) for item, repeats in zip(items, per_item)]
+                for label, per_item in runs.items()}
+    known = all(v is not None for per_item in verdicts.values() for v in per_item)  # the truth of every item
 
     def per_token_s(method: str) -> float:
         traces = [t for repeats in runs[method] for t in repeats]
         return sum(_decode_s(t) for t in traces) / max(1, sum(t.stats.new_tokens - 1 for t in traces))
 
     def accuracy(method: str) -> float:
-        verdicts = [ok for item, repeats in zip(items, runs[method])
-                    for ok in score(item.scene, item.prompt, repeats[0].text).values()]
-        return sum(verdicts) / max(1, len(verdicts))
+        pooled = [ok for per_fact in verdicts[method] for ok in per_fact.values()]
+        return sum(pooled) / max(1, len(pooled))
 
-    reference_accuracy = accuracy("vanilla") if vanilla and toy else None
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    reference_accuracy = accuracy("vanilla") if vanilla and known else None
     reference_s = per_token_s("vanilla") if vanilla else None
+    referenced = [(i, item) for i, item in enumerate(items) if item.reference is not None]
     out = {}
     for method, per_item in runs.items():
         traces = [t for repeats in per_item for t in repeats]
@@ -163,18 +156,23 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[st
             token_f1=None,
             rouge_l=None,
             facts_kept=None,
-            accuracy=accuracy(method) if toy else None,
+            accuracy=accuracy(method) if known else None,
             shares=shares,
         )
         if vanilla:
             refs = [repeats[0].text for repeats in vanilla]
             fig.token_f1 = sum(token_f1(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
             fig.rouge_l = sum(rouge_l(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
-            fig.facts_kept = sum(stated(item.prompt, r) == stated(item.prompt, t.text)
-                                 for item, r, t in zip(items, refs, firsts)) / len(firsts)
-            fig.retention = fig.token_f1
-            if toy:
+            facts = [(scorer.facts(item, r), scorer.facts(item, t.text)) for item, r, t in zip(items, refs, firsts)]
+            fig.facts_kept = mean([float(a == b) for a, b in facts if a is not None])
+            if known:
                 fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
+            else:
+                fig.retention = mean([agreement(scorer, item, r, t.text) for item, r, t in zip(items, refs, firsts)])
+        if referenced:
+            fig.reference_score = mean([agreement(scorer, item, item.reference, firsts[i].text) for i, item in referenced])
+            fig.reference_rouge_l = mean([rouge_l(item.reference, firsts[i].text) for i, item in referenced
+                                          if not item.is_choice])
         fig.mismatches, fig.salvaged = mismatch_figures(firsts)
         out[method] = fig
     return out
@@ -193,57 +191,139 @@ def mismatch_figures(traces: list[RunTrace]) -> tuple[float | None, float | None
 Configs = dict[str, tuple[str, Settings]]  # label -> (method, settings); "vanilla" is the reference
 
 
-def run(pair: ModelPair, items: list[Item], configs: Configs, repeats: int = 1, frames: int = 16,
-        progress=None) -> dict:
-    """Every config on every item. Configs are interleaved inside each repeat of each item (in reverse
+def run_item(pair: ModelPair, item: Item, configs: Configs, repeats: int = 1, frames: int = 16) -> dict[str, list[RunTrace]]:
+    """Every config on one item, ``repeats`` times each. Configs are interleaved inside each repeat (in reverse
     order on odd repeats), so that a drifting machine speed hits all of them alike."""
-    runs: dict[str, list[list[RunTrace]]] = {label: [] for label in configs}
-    warm_up(pair)
-    for item in items:
-        clip = read_video(item.video, VideoLimits(max_frames=frames))
-        for label in configs:
-            runs[label].append([])
-        for r in range(repeats):
-            for label in configs if r % 2 == 0 else reversed(configs):
-                method, settings = configs[label]
-                runs[label][-1].append(run_method(pair, clip, item.prompt, method, settings))
-        if progress:
-            progress()
-    table = figures(runs, items)
+    clip = read_video(item.video, VideoLimits(max_frames=frames))
+    traces: dict[str, list[RunTrace]] = {label: [] for label in configs}
+    for r in range(repeats):
+        for label in configs if r % 2 == 0 else reversed(configs):
+            method, settings = configs[label]
+            traces[label].append(run_method(pair, clip, item.prompt, method, settings))
+    return traces
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run(pair: ModelPair, items, configs: Configs, repeats: int = 1, frames: int = 16, progress=None,
+        run_file: str | Path | None = None, report=_stderr, processes=None, machine_info: dict | None = None
+        ) -> dict | None:
+    """Every config on every item of a suite (a ``Suite``, or a list of items judged without known facts).
+
+    ``run_file``: keep every item's traces there as it finishes, and skip the items it already holds
+    (``lvspec.runfile``); the figures are those of every item in the file. ``processes``: accelerate's
+    ``PartialState`` when several processes share the work: each runs its share of the items left
+    (``split_between_processes``) into its own part of the run file, and the main process, once all are done,
+    merges the parts and returns the figures (the others return None). An item whose video cannot be read
+    is reported through ``report`` and left out. ``progress(total, done)``: a progress bar (``update()``,
+    ``close()``) for this process's items.
+    """
+    from . import runfile
+
+    suite = as_suite(items)
+    many = processes is not None and processes.num_processes > 1
+    main = not many or processes.is_main_process
+    if many and run_file is None:
+        raise UserError("several processes share a run through a run file: pass --run RUN.jsonl "
+                        "(on a disk every process can write)")
+    header = runfile.settings_record(suite, configs, pair.target_name, pair.draft_name, frames, repeats,
+                                     machine_info or machine(pair), processes.num_processes if many else 1)
+    records: dict[str, dict] = {}
+    if run_file is not None:
+        if main:
+            header = runfile.start(run_file, header)
+        if many:
+            processes.wait_for_everyone()
+        records = runfile.done(run_file, suite.items)
+    todo = [i for i, item in enumerate(suite) if item.key not in records]
+    kept = {key: runfile.traces_of(record) for key, record in records.items()}
+    sink = runfile.part_path(run_file, processes.process_index) if many else run_file
+    share = contextlib.nullcontext(todo) if not many else processes.split_between_processes(todo)
+    with share as mine:
+        if mine:
+            warm_up(pair)
+        bar = progress(len(mine) if many else len(suite), 0 if many else len(suite) - len(todo)) if progress else None
+        try:
+            for i in mine:
+                item = suite[i]
+                try:
+                    traces = run_item(pair, item, configs, repeats, frames)
+                except VideoError as e:
+                    report(f"{_where(suite, i)}: {e}; skipped")
+                    continue
+                if sink is not None:
+                    runfile.append(sink, runfile.item_record(i, item, traces, processes.process_index if many else 0))
+                kept[item.key] = traces
+                if bar:
+                    bar.update()
+        finally:
+            if bar:
+                bar.close()
+    if many:
+        processes.wait_for_everyone()
+        if not main:
+            return None
+        runfile.merge(run_file)
+        kept = {key: runfile.traces_of(record) for key, record in runfile.done(run_file, suite.items).items()}
+    result = tabulate(suite, configs, kept, header)
+    result["notes"] = hf_notes(pair) if any(m == "hf" for m, _ in configs.values()) else []  # what hf's figures mean
+    if run_file is not None:
+        result["run"] = str(run_file)
+    return result
+
+
+def _where(suite: Suite, i: int) -> str:
+    """How a report names an item: its file and line, or its index in a built-in suite."""
+    item = suite[i]
+    return f"{Path(suite.name).name} {item.key}" if item.key.startswith("line") else f"{suite.name} item {item.key or i}"
+
+
+def tabulate(suite: Suite, configs: Configs, kept: dict[str, dict[str, list[RunTrace]]], header: dict) -> dict:
+    """The figures of every item of ``suite`` that has traces in ``kept`` (by item key), in suite order."""
+    rows = [item for item in suite if item.key in kept]
+    if not rows:
+        raise UserError("no item of the suite could be run: see the lines above")
+    runs = {label: [kept[item.key][label] for item in rows] for label in configs}
     result = {
-        "configs": {label: {"method": m, **asdict(s)} for label, (m, s) in configs.items()},
-        "target": pair.target_name,
-        "draft": pair.draft_name,
-        "repeats": repeats,
-        "methods": {label: asdict(f) for label, f in table.items()},
-        "notes": hf_notes(pair) if any(m == "hf" for m, _ in configs.values()) else [],  # what hf's figures mean
+        "configs": header["configs"],
+        "target": header["target"],
+        "draft": header["draft"],
+        "repeats": header["repeats"],
+        "frames": header["frames"],
+        "suite": header["suite"],
+        "machine": header["machine"],
+        "counts": {"items": len(suite), "run": len(rows), "skipped": len(suite) - len(rows)},
+        "methods": {label: asdict(f) for label, f in figures(runs, rows, suite.scorer).items()},
         "items": [
-            {"video": item.video, "prompt": item.prompt,
+            {"key": item.key, "video": item.video, "prompt": item.prompt,
              **{label: {"text": runs[label][i][0].text,
                         "mean_accepted_length": runs[label][i][0].stats.mean_accepted_length}
                 for label in configs}}
-            for i, item in enumerate(items)
+            for i, item in enumerate(rows)
         ],
     }
-    if all(item.scene is not None for item in items):
+    groups = by_task(runs, rows, suite.scorer)
+    if groups:
         result["by_task"] = {
-            task: {"items": len(subset), "methods": {m: asdict(f) for m, f in figures(runs_of, subset).items()}}
-            for task, (runs_of, subset) in by_task(runs, items).items()
+            task: {"items": len(subset), "methods": {m: asdict(f) for m, f in figures(runs_of, subset, suite.scorer).items()}}
+            for task, (runs_of, subset) in groups.items()
         }
     return result
 
 
-def by_task(runs: dict[str, list[list[RunTrace]]], items: list[Item]) -> dict[str, tuple[dict, list[Item]]]:
-    """The runs and items of each task (toy scenes), as the paper's table has them: detailed descriptions,
-    short descriptions, medium answers, short QA, multiple choice. Where a method's E[T] comes from: a
-    one-word answer bounds it as a paragraph does not."""
-    from .toyworld.answers import TASKS, parse_prompt
-
-    tasks: dict[str, list[int]] = {task: [] for task in dict.fromkeys(TASKS.values())}
-    for i, item in enumerate(items):
-        tasks[TASKS[parse_prompt(item.scene, item.prompt).kind]].append(i)
-    return {task: ({label: [per_item[i] for i in rows] for label, per_item in runs.items()}, [items[i] for i in rows])
-            for task, rows in tasks.items() if rows}
+def by_task(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Scorer) -> dict[str, tuple[dict, list[Item]]]:
+    """The runs and items of each task (the scorer's grouping; on toy scenes the paper's: detailed descriptions,
+    short descriptions, medium answers, short QA, multiple choice), when every item has one. Where a
+    method's E[T] comes from: a one-word answer bounds it as a paragraph does not."""
+    tasks = [scorer.task(item) for item in items]
+    if not items or None in tasks:
+        return {}
+    order = [*getattr(scorer, "task_order", ()), *tasks]
+    rows = {task: [i for i, t in enumerate(tasks) if t == task] for task in dict.fromkeys(order)}
+    return {task: ({label: [per_item[i] for i in idx] for label, per_item in runs.items()}, [items[i] for i in idx])
+            for task, idx in rows.items() if idx}
 
 
 PAPER_RULE = dict(lam=0.7, min_ratio=0.0, tau=None, window=3)  # LVSpec as the paper sets it: no guard, no floor
@@ -294,13 +374,20 @@ def print_table(result: dict) -> None:
     if "machine" in result:
         m = result["machine"]
         print(f"on {m['name']} ({m['device']}, {m['torch_threads']} torch threads)")
+    if "counts" in result:
+        c = result["counts"]
+        skipped = f" ({c['skipped']} could not be run)" if c["skipped"] else ""
+        print(f"{c['run']} of {c['items']} items{skipped}")
+    referenced = any(f.get("reference_score") is not None for f in result["methods"].values())
     head = ["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1",
-            "ROUGE-L", *(f"{p} %" for p in PHASES)]
+            "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()), *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
         rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
                      num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]),
-                     pct(f["token_f1"]), pct(f["rouge_l"]), *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
+                     pct(f["token_f1"]), pct(f["rouge_l"]),
+                     *((pct(f["reference_score"]), pct(f["reference_rouge_l"])) if referenced else ()),
+                     *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     _print_rows(rows)
     for note in result.get("notes", []):
         print(note)
@@ -318,23 +405,6 @@ def _print_rows(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-
-
-def toy_suite(n: int, folder: Path, seed: int = 0) -> list[Item]:
-    """``n`` held-out toy clips (never seen in training), each asked one prompt, kinds cycling."""
-    from .toyworld.evaluate import held_out
-
-    return [Item(e.path, e.prompt, e.scene, e.masks) for e in held_out(n, folder, seed)]
-
-
-def sample_suite() -> list[Item]:
-    """The example clips the app offers (assets/videos), each with every prompt offered beside it."""
-    from .toyworld import VIDEOS
-    from .toyworld.factcheck import shipped_scenes
-
-    scenes = shipped_scenes()
-    return [Item(str(VIDEOS / example["video"]), prompt, scenes[example["video"]])
-            for example in json.loads((VIDEOS / "examples.json").read_text()) for prompt in example["prompts"]]
 
 
 def machine(pair: ModelPair) -> dict:

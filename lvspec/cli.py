@@ -1,5 +1,7 @@
-"""``python -m lvspec generate|bench|sweep|anchors``: one run with its trace; every method over a suite with
-its figures; the speed/quality frontier; how well relevance finds the visual words."""
+"""``python -m lvspec generate|bench|sweep|errors|anchors``: one run with its trace; every method over a suite
+with its figures (kept item by item in a run file that resumes, shared over processes under ``accelerate
+launch`` or ``torchrun``); the speed/quality frontier; the answers a lossy method changed, worst first; how well
+relevance finds the visual words."""
 
 from __future__ import annotations
 
@@ -48,12 +50,24 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="the speed/quality frontier: LVSpec over λ and w, random and FLy beside it")
     for q in (b, w):
         q.add_argument("--suite", default="toy", help="toy (held-out rendered clips), samples (the app's example clips, "
-                       "every prompt) or a JSONL file of {video, prompt}")
+                       "every prompt) or a JSONL file, one {\"video\": PATH, \"prompt\": TEXT} per line (optional: "
+                       "reference, kind, choices; paths relative to the file)")
+        q.add_argument("--run", metavar="RUN.jsonl", help="keep every item's traces here as it finishes; the same "
+                       "command again skips the items already in it (resume)")
         q.add_argument("--n", type=int, default=30, help="items of the toy suite")
         q.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
         add_pair_and_settings(q, d)
         q.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
         q.add_argument("--plot", metavar="OUT.png", help="write the figures as a picture (png, svg or pdf)")
+    e = sub.add_parser("errors", help="the answers a lossy method changed in a run file, worst first, and where "
+                       "each parted from vanilla's")
+    e.add_argument("run_file", metavar="RUN.jsonl", help="a run file of bench --run (with vanilla in its methods)")
+    e.add_argument("--config", action="append", help="judge this config (repeatable; default: every lossy one, "
+                   "i.e. every method but vanilla, exact and hf)")
+    e.add_argument("--epsilon", type=float, default=0.2, help="the filler guard ε to test each parting against")
+    e.add_argument("--tau-probe", type=float, default=0.5, help="the relevance floor τ to test each parting against")
+    e.add_argument("--limit", type=int, help="show at most this many")
+    e.add_argument("--json", action="store_true", help="print the list as JSON")
     a = sub.add_parser("anchors", help="precision and recall of the anchor flag against the true visual words")
     a.add_argument("--n", type=int, default=30, help="items of the toy suite")
     a.add_argument("--layers", help="comma-separated target layers (default: every layer)")
@@ -128,7 +142,7 @@ def check(args, p: argparse.ArgumentParser) -> None:
     if not 0.0 <= args.lam <= 1.0:
         p.error("--lam must be between 0 and 1")
     check_device(args.device, p)
-    for out in (getattr(args, "json", None), getattr(args, "plot", None)):
+    for out in (getattr(args, "json", None), getattr(args, "plot", None), getattr(args, "run", None)):
         if out and not Path(out).resolve().parent.is_dir():
             p.error(f"cannot write {out}: its folder does not exist")
 
@@ -168,7 +182,9 @@ def load(args, with_draft: bool):
 
 
 def suite_run(args) -> None:
-    """``bench`` and ``sweep``: configs over a suite, a table, and the JSON and plot on request."""
+    """``bench`` and ``sweep``: configs over a suite, a table, and the JSON and plot on request; with ``--run``,
+    every item's traces kept as it finishes, and the items already there skipped. Under several processes
+    each runs its share; the main one prints."""
     import json
     import tempfile
     from pathlib import Path
@@ -176,6 +192,14 @@ def suite_run(args) -> None:
     from tqdm import tqdm
 
     from . import bench as b
+    from . import suites
+
+    state = getattr(args, "processes", None)
+    main = state is None or state.is_main_process
+    rank = f" [{state.process_index}]" if state is not None else ""
+
+    def report(message: str) -> None:
+        print(message, file=sys.stderr)
 
     settings = settings_of(args)
     if args.command == "bench":
@@ -183,13 +207,22 @@ def suite_run(args) -> None:
     else:
         configs = b.sweep_configs(settings)
     drafting = {m for m, _ in configs.values()} - {"vanilla"}
-    pair = load(args, with_draft=bool(drafting))
     with tempfile.TemporaryDirectory() as tmp:
-        suites = {"toy": lambda: b.toy_suite(args.n, Path(tmp)), "samples": b.sample_suite}
-        items = suites.get(args.suite, lambda: b.file_suite(args.suite))()
-        with tqdm(total=len(items), desc=args.command, leave=False) as bar:
-            result = b.run(pair, items, configs, args.repeats, args.frames, bar.update)
-    result["machine"] = b.machine(pair)
+        if args.suite == "toy":
+            suite = suites.toy_suite(args.n, Path(tmp))
+        elif args.suite == "samples":
+            suite = suites.sample_suite()
+        else:  # every process reads the file; the main one reports its bad lines
+            suite = suites.file_suite(args.suite, report if main else None)
+        pair = load(args, with_draft=bool(drafting))
+
+        def bar(total: int, done: int):
+            return tqdm(total=total, initial=done, desc=args.command + rank, unit="item", leave=False,
+                        position=state.process_index if state is not None else None)
+
+        result = b.run(pair, suite, configs, args.repeats, args.frames, bar, args.run, report, state)
+    if not main:
+        return
     b.print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False))
@@ -234,21 +267,85 @@ def generate(args) -> None:
         trace.save(args.json)
 
 
+def processes(args, p: argparse.ArgumentParser):
+    """accelerate's PartialState when this process is one of several (``accelerate launch`` or ``torchrun``
+    started it), with its own device; else None (one process, nothing to share)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and os.environ.get("MASTER_ADDR"):
+            # accelerate's simple launcher (--cpu without --mpirun_hostfile) names a master for several
+            # processes but starts only this one.
+            print("note: accelerate launch --cpu started one process: every item runs here. To share the items "
+                  "over N CPU processes, use torchrun --nproc_per_node N -m lvspec …, or accelerate launch "
+                  "--multi_gpu --num_processes N (on a machine without GPUs they run on the CPU), or --cpu with "
+                  "--mpirun_hostfile", file=sys.stderr)
+        return None
+    if args.device_map or args.draft_device_map:
+        p.error("with several processes each process takes one device: leave out --device-map and --draft-device-map")
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    # A process that finishes its share early waits for the others at a barrier: give it the whole run's time.
+    state = PartialState(cpu=cpu, timeout=timedelta(days=7))
+    if args.device in (None, "cuda"):
+        args.device = str(state.device)
+    return state
+
+
+def errors(args) -> None:
+    import json
+    from dataclasses import asdict
+
+    from .error_list import error_list, print_errors
+    from .runfile import load
+
+    run = load(args.run_file)
+    found = error_list(run, args.config, epsilon=args.epsilon, tau=args.tau_probe)
+    shown = found[: args.limit] if args.limit else found
+    if args.json:
+        print(json.dumps([asdict(d) for d in shown], indent=1, ensure_ascii=False))
+    else:
+        print_errors(run, shown, len(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if args.command == "errors":
+        if args.limit is not None and args.limit < 1:
+            p.error("--limit must be ≥ 1")
+        return _reported(errors, args)
     check(args, p)
-    if args.threads:
+    state = processes(args, p) if args.command in ("bench", "sweep") else None
+    if state is not None:
+        args.processes = state
+    try:
+        return _reported({"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command],
+                         args)
+    finally:
+        if state is not None:
+            state.destroy_process_group()
+
+
+def _reported(command, args) -> int:
+    """Run ``command``: 0, or 2 with one ``error:`` line for a user error (130 when interrupted)."""
+    if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     try:
-        {"generate": generate, "bench": suite_run, "sweep": suite_run, "anchors": anchors}[args.command](args)
+        command(args)
     except UserError as err:  # the input is at fault: one line; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        kept = f" ({args.run} keeps every finished item: the same command goes on from there)" if getattr(
+            args, "run", None) else ""
+        print(f"error: interrupted{kept}", file=sys.stderr)
         return 130
     except memory_errors():
         pass  # report outside the except block: its traceback still holds the tensors that filled the memory
