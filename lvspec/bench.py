@@ -93,13 +93,17 @@ class MethodFigures:
     retention: float | None
     token_f1: float | None
     rouge_l: float | None
-    facts_kept: float | None  # share of answers whose parsed facts equal vanilla's (toy suite)
+    facts_kept: float | None  # share of answers whose parsed facts equal vanilla's, wording aside (toy suite)
     accuracy: float | None  # attribute accuracy (toy suite)
     shares: dict[str, float] = field(default_factory=dict)
     # Drafted positions where the draft's token was not the target's, per 100 answer tokens, and the share of
     # them the method kept (loose or shifted): what bounds exact-match SD, and what a looser rule buys back.
     mismatches: float | None = None
     salvaged: float | None = None
+    # Of the facts vanilla states right (the clip's truth known), the share this method still states right: the
+    # target's facts kept. Unlike facts_kept it does not count an answer that leaves out what the question did
+    # not ask (a caption without its count) as changed.
+    right_kept: float | None = None
     # Against the items' reference answers (where given): the option picked / token F1, and ROUGE-L of free text.
     reference_score: float | None = None
     reference_rouge_l: float | None = None
@@ -167,6 +171,9 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Sc
             fig.facts_kept = mean([float(a == b) for a, b in facts if a is not None])
             if known:
                 fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
+                right = [(ok, verdicts[method][i][fact]) for i, per_fact in enumerate(verdicts["vanilla"])
+                         for fact, ok in per_fact.items() if ok]
+                fig.right_kept = mean([float(still) for _, still in right])
             else:
                 fig.retention = mean([agreement(scorer, item, r, t.text) for item, r, t in zip(items, refs, firsts)])
         if referenced:
@@ -379,12 +386,13 @@ def print_table(result: dict) -> None:
         skipped = f" ({c['skipped']} could not be run)" if c["skipped"] else ""
         print(f"{c['run']} of {c['items']} items{skipped}")
     referenced = any(f.get("reference_score") is not None for f in result["methods"].values())
-    head = ["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "accuracy", "token F1",
+    head = ["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "right kept", "facts kept", "accuracy", "token F1",
             "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()), *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
         rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
-                     num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]), pct(f["accuracy"]),
+                     num(f["speedup"], "×"), pct(f["retention"]), pct(f.get("right_kept")), pct(f["facts_kept"]),
+                     pct(f["accuracy"]),
                      pct(f["token_f1"]), pct(f["rouge_l"]),
                      *((pct(f["reference_score"]), pct(f["reference_rouge_l"])) if referenced else ()),
                      *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
@@ -393,10 +401,11 @@ def print_table(result: dict) -> None:
         print(note)
     for task, part in result.get("by_task", {}).items():
         print(f"\n{task} ({part['items']} items)")
-        rows = [["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "facts kept", "mismatch/100", "salvaged"]]
+        rows = [["method", "E[T]", "E[T] max", "tok/s", "speedup", "retention", "right kept", "facts kept",
+                 "mismatch/100", "salvaged"]]
         for m, f in part["methods"].items():
             rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
-                         num(f["speedup"], "×"), pct(f["retention"]), pct(f["facts_kept"]),
+                         num(f["speedup"], "×"), pct(f["retention"]), pct(f.get("right_kept")), pct(f["facts_kept"]),
                          num(f.get("mismatches")), pct(f.get("salvaged"))])
         _print_rows(rows)
 

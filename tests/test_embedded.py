@@ -175,6 +175,7 @@ def test_bench_on_the_toy_suite_breaks_e_t_down_by_task(embedded, tmp_path):
         assert result["by_task"]["short QA"]["methods"][method]["facts_kept"] in (0.0, 1.0)
     figures = result["methods"]
     assert figures["vanilla"]["mismatches"] is None and figures["exact"]["salvaged"] in (None, 0.0)
+    assert figures["exact"]["right_kept"] in (None, 1.0) and 0 <= (figures["lvspec"]["right_kept"] or 0) <= 1
     assert figures["lvspec"]["mismatches"] >= 0 and 0 <= (figures["lvspec"]["salvaged"] or 0) <= 1
 
 
