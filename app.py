@@ -193,7 +193,8 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
     key = load(target, "" if self_draft else draft, progress)
     running = f"**Shown:** {viz.run_label(video, prompt, settings)} — *running: the other tabs fill in when it ends*"
-    yield cleared | {stage: running}  # nothing of the previous run stays on screen beside this one
+    # nothing of the previous run stays on screen beside this one
+    yield cleared | {inspect_method: gr.Radio(choices=[], value=None), stage: running}
     runs: dict[str, RunTrace] = {}  # each method's trace, growing in place
     drawn = 0.0
     for method, trace in decode_runs(key, video, prompt, settings, frames, COMPARED):
@@ -460,9 +461,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     # Run, Stop and Open reach every tab: wired here, below all of them.
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
     cleared = {timing_plot: None, speedup_plot: None, diff_html: "", facts_md: "", race: "", round_table: "",
-               lengths_plot: None, histogram_plot: None, anchor_gallery: [], exports: None,
-               inspect_method: gr.Radio(choices=[], value=None)}
-    outputs = [state, live, live_summary, *columns.values(), stage, *cleared]
+               lengths_plot: None, histogram_plot: None, anchor_gallery: [], exports: None}
+    outputs = [state, live, live_summary, *columns.values(), stage, inspect_method, *cleared]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, facts_md, inspect_method, race,
              race_t, exports, stage]
     run_event = run_btn.click(  # multiple: a Run pressed while a stopped run winds down is not dropped

@@ -332,11 +332,11 @@ def test_out_of_memory_is_a_toast_with_a_suggestion_and_the_next_run_works(app_m
     def forward(*args, **kwargs):
         raise error
 
-    pair.target.forward = forward
+    pair.target.get_decoder().forward = forward  # every decoding step goes through the language model
     try:
         message = refused(c, "out of memory", files["mkv"])
     finally:
-        del pair.target.forward
+        del pair.target.get_decoder().forward
     assert message == f"out of memory: {app_module.MEMORY_HINT}"
     assert generate(c, files["mkv"]).text
     assert next(iter(app_module.serving.loaded.values())) is pair  # kept loaded: only the failed run's memory is freed
@@ -350,12 +350,12 @@ def test_a_bug_is_a_short_toast_with_its_traceback_in_the_log_and_a_user_error_o
     def forward(*args, **kwargs):
         raise IndexError("index 7 is out of bounds for dimension 0 with size 3")
 
-    pair.target.forward = forward
+    pair.target.get_decoder().forward = forward  # every decoding step goes through the language model
     try:
         with caplog.at_level("ERROR", logger="app"):
             message = refused(c, "Internal error", files["mkv"])
     finally:
-        del pair.target.forward
+        del pair.target.get_decoder().forward
     assert message == "Internal error (IndexError): the server log has the details."
     logged = [r for r in caplog.records if r.name == "app" and r.exc_info]
     assert logged and "index 7 is out of bounds" in logged[0].getMessage() + str(logged[0].exc_info[1])

@@ -244,7 +244,7 @@ def test_out_of_memory_is_a_user_error_with_a_suggestion(capsys, files, monkeypa
         def forward(*a, **k):
             raise error
 
-        pair.target.forward = forward
+        pair.target.get_decoder().forward = forward  # every decoding step goes through the language model
         return pair
 
     monkeypatch.setattr(models, "load_pair", load_then_fill_memory)

@@ -22,8 +22,7 @@ PHASE_COLOURS = {"prefill": "#999999", "draft": "#E69F00", "verify": "#0072B2", 
 BAR_COLOUR, POINT_COLOUR = "#0072B2", "#D55E00"
 HEIGHT = 360
 TIMING_TITLE = "Wall time by phase"
-SPEEDUP_NOTE = ("per token: decode time per token after the first, against vanilla's (what the method changes); "
-                "wall: the whole run, prefill included, for answers that may differ in length")
+SPEEDUP_NOTE = "per token: decode time a token vs vanilla's · wall: the whole run, prefill and answer length included"
 MODEL_LABEL = "model E / (1 + K·c)"
 
 
