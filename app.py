@@ -394,7 +394,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
                             elem_id="saved-trace")
         with gr.Column(scale=3, elem_id="results"):
-            stage = gr.Markdown("*Nothing run yet: pick an example clip on the left and press Run.*", elem_id="banner")
+            stage = gr.Markdown("*Nothing run yet: pick an example clip and press Run.*", elem_id="banner")
             with gr.Tabs():
                 with gr.Tab("Live", id="live"):
                     live_summary = gr.Markdown()
