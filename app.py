@@ -34,7 +34,9 @@ from lvspec.decode import METHODS, Settings
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
-from lvspec.toyworld.factcheck import fact_report, scene_of
+from lvspec.toyworld.factcheck import fact_report, remember, scene_of
+from lvspec.toyworld.samples import compose, write_clip
+from lvspec.toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
 from lvspec.trace import RunTrace, load_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 COMPARED = ("lvspec", "exact", "vanilla")  # run one after another, each timed alone; LVSpec first to watch it
 REDRAW_S = 0.05  # the live view redraws at most this often (a small model commits a round every few ms)
+NONE = "—"  # a Compose row left empty
 RACE_LENGTHS = ["5 s", "10 s", "20 s", "40 s"]  # how long a replayed race lasts, whatever the runs took
 SHIPPED_SWEEP = Path(__file__).parent / "docs" / "bench" / "sweep.json"  # `python -m lvspec sweep --json` output
 QUEUE_SIZE = 64  # runs waiting beyond this are turned away with a message rather than left to pile up
@@ -212,6 +215,21 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     yield {state: [runs[m] for m in COMPARED]}
 
 
+def compose_clip(*choices):
+    """Render the scene chosen in the Compose panel (three (colour, shape, motion) rows, a row left at "—" has
+    no object, then the background) and put it in the video box, its facts known to the fact check."""
+    *rows, background = choices
+    objects = [tuple(rows[i : i + 3]) for i in range(0, len(rows), 3) if NONE not in rows[i : i + 3]]
+    try:
+        scene = compose(objects, background)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    name = "-".join(f"{c}-{s}" for c, s, _ in objects)
+    path = write_clip(scene, Path(tempfile.mkdtemp(prefix="lvspec-scene-")) / f"{name}.mp4")
+    remember(path, scene)
+    return str(path), "Describe the video in detail."
+
+
 def show(traces: list[RunTrace], palette: str, status: str = "finished"):
     if not traces:
         return {}
@@ -372,6 +390,19 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 stop_btn = gr.Button("Stop", variant="stop")
             gr.Examples(example_rows(), inputs=[video, prompt], label="Example clips and questions",
                         examples_per_page=8)
+            with gr.Accordion("Compose a scene", open=False, elem_id="compose"):
+                gr.Markdown("1–3 objects the built-in pair knows, each its own colour and shape; Render puts the "
+                            "clip in the video box, and its facts are then known to the fact check.")
+                picks = []
+                for i, (colour, shape, motion) in enumerate((("red", "circle", "right"), (NONE, NONE, NONE),
+                                                              (NONE, NONE, NONE))):
+                    with gr.Row():
+                        picks += [gr.Dropdown([NONE, *COLOURS], value=colour, label=f"object {i + 1}: colour"),
+                                  gr.Dropdown([NONE, *SHAPES], value=shape, label="shape"),
+                                  gr.Dropdown([NONE, *MOTIONS], value=motion, label="motion")]
+                scene_background = gr.Dropdown(list(BACKGROUNDS), value="plain", label="background")
+                compose_btn = gr.Button("Render", elem_id="compose-render")
+                compose_btn.click(compose_clip, [*picks, scene_background], [video, prompt], api_visibility="private")
             with gr.Accordion("Settings", open=False):
                 d = Settings()
                 k = gr.Slider(1, 16, value=d.k, step=1, label="K: draft tokens per round")

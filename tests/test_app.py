@@ -554,3 +554,22 @@ def test_one_state_run_clears_the_last_views_and_a_saved_trace_brings_back_its_q
     opened = app.open_saved(str(path), "default")
     assert opened[app.prompt] == "How many shapes are there?" and opened[app.k] == 4 and opened[app.frames] == 4
     assert opened[app.video].endswith("three-shapes.mp4") and "opened from runs.json" in opened[app.stage]
+
+
+def test_a_composed_scene_renders_runs_and_has_its_facts_checked():
+    import gradio as gr
+
+    import app
+    from lvspec.video import read_video
+
+    none = [app.NONE] * 3
+    path, prompt = app.compose_clip("blue", "square", "up", "yellow", "star", "still", *none, "gradient")
+    assert read_video(path).frames.shape[0] == 16 and prompt == "Describe the video in detail."
+    updates = list(app.run(path, prompt, "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0, False, "default"))
+    shown = app.show(updates[-1][app.state], "default")
+    assert "blue square moves up; yellow star stays still" in shown[app.facts_md]
+    for bad in (("blue", "square", "up", "blue", "star", "up"), ("blue", "square", "up", "red", "square", "up")):
+        with pytest.raises(gr.Error, match="its own colour and its own shape"):
+            app.compose_clip(*bad, *none, "plain")
+    with pytest.raises(gr.Error, match="1 to 3 objects"):
+        app.compose_clip(*none, *none, *none, "plain")

@@ -7,6 +7,7 @@ from "purple square" for "green circle" (a changed fact).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,13 +25,27 @@ def shipped_scenes(folder: Path = VIDEOS) -> dict[str, Scene]:
             for item in json.loads(index.read_text())}
 
 
+_composed: dict[str, Scene] = {}  # clips composed in this process, by the digest of their bytes
+
+
+def _digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def remember(path: str | Path, scene: Scene) -> None:
+    """Know ``scene`` as the truth of the clip at ``path`` (one a user composed), wherever it is copied to."""
+    _composed[_digest(path)] = scene
+
+
 def scene_of(path: str | None) -> Scene | None:
-    """The scene of a shipped example clip, wherever the app keeps its copy (same name, same bytes), else None."""
+    """The scene of a shipped example clip (same name, same bytes) or of a composed one (same bytes),
+    wherever the app keeps its copy; else None."""
     if not path or not Path(path).is_file():
         return None
     scene = shipped_scenes().get(Path(path).name)
-    shipped = VIDEOS / Path(path).name
-    return scene if scene and Path(path).read_bytes() == shipped.read_bytes() else None
+    if scene and Path(path).read_bytes() == (VIDEOS / Path(path).name).read_bytes():
+        return scene
+    return _composed.get(_digest(path))
 
 
 def _doing(motion: str) -> str:
@@ -63,5 +78,5 @@ def fact_report(prompt: str, reference: str, other: str, scene: Scene | None = N
                  + f"; {name}'s states " + (", ".join(gained) or "nothing more") + " instead."]
     if scene is not None:
         truth = [f"{s.colour} {s.shape} {_doing(s.motion)}" for s in scene.shapes]
-        lines.append(f"**The clip** (a shipped example, its facts known): {'; '.join(truth)}.")
+        lines.append(f"**The clip** (its facts known: a shipped or composed scene): {'; '.join(truth)}.")
     return "\n\n".join(lines)

@@ -43,6 +43,31 @@ def prompts_for(scene: Scene, rng: np.random.Generator) -> list[str]:
     ]
 
 
+def compose(objects: list[tuple[str, str, str]], background: str) -> Scene:
+    """The scene a teacher asks for: (colour, shape, motion) per object; refused, with the reason, where the
+    world could not draw or name it (shapes and colours must differ, so "the square" names one object)."""
+    from ..errors import UserError
+    from .world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
+
+    if not 1 <= len(objects) <= 3:
+        raise UserError("a scene has 1 to 3 objects")
+    for colour, shape, motion in objects:
+        if colour not in COLOURS or shape not in SHAPES or motion not in MOTIONS:
+            raise UserError(f"the built-in pair knows {', '.join(COLOURS)} {'/'.join(SHAPES)} that move "
+                            f"{', '.join(MOTIONS)}: not '{colour} {shape} {motion}'")
+    if len({c for c, _, _ in objects}) < len(objects) or len({s for _, s, _ in objects}) < len(objects):
+        raise UserError("give each object its own colour and its own shape (the answers name objects by them)")
+    if background not in BACKGROUNDS:
+        raise UserError(f"the background is one of {', '.join(BACKGROUNDS)}")
+    return Scene(tuple(ShapeSpec(s, c, m) for c, s, m in objects), background)
+
+
+def write_clip(scene: Scene, path: Path, seed: int = 0, style: str = "default") -> Path:
+    """Render ``scene`` as the example clips are (160×120, 16 frames at 8 fps) and write it as MP4."""
+    write_mp4(render(scene, np.random.default_rng(seed), 160, 120, 16, style=style), path, fps=8)
+    return path
+
+
 def write_samples(folder: Path, seed: int = 7) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     index = []
