@@ -34,7 +34,7 @@ from lvspec.decode import METHODS, Settings
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
 from lvspec.pruning import KEEP
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
-from lvspec.toyworld.factcheck import fact_report, remember, scene_of
+from lvspec.toyworld.factcheck import fact_report, false_words, remember, scene_of
 from lvspec.toyworld.samples import compose, write_clip
 from lvspec.toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
 from lvspec.trace import RunTrace, load_runs
@@ -143,10 +143,18 @@ def summary(trace: RunTrace) -> str:
             f"{s.tokens_per_s:.1f} tok/s · {t.total_s:.2f} s")
 
 
+def answer_html(trace: RunTrace, palette: str) -> str:
+    """The answer's tokens; where the clip's facts are known (a shipped or composed scene), the words it
+    contradicts are marked."""
+    scene = scene_of(trace.video.path)
+    false = false_words([t.text for t in trace.tokens], scene) if scene else frozenset()
+    return viz.tokens_html(trace, palette, false=false)
+
+
 def column_html(trace: RunTrace | None, palette: str, missing: str = "waiting…") -> str:
     if trace is None:
         return f"<p><i>{missing}</i></p>"
-    return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + viz.tokens_html(trace, palette)
+    return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + answer_html(trace, palette)
 
 
 def by_method(traces: list[RunTrace]) -> dict[str, RunTrace]:
@@ -171,7 +179,7 @@ def views(traces: list[RunTrace], palette: str) -> dict:
             facts = fact_report(main.prompt, vanilla.text, runs["lvspec"].text, scene)
     inspected = [t.method for t in drafted]
     return {
-        live: viz.legend_html(palette) + viz.tokens_html(main, palette),
+        live: viz.legend_html(palette) + answer_html(main, palette),
         live_summary: f"**{main.method}** · {summary(main)}",
         **{columns[m]: column_html(runs.get(m), palette, missing=f"no {m} run here") for m in COMPARED},
         timing_plot: viz.timing_figure(traces),
@@ -208,7 +216,7 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
         drawn = time.perf_counter()
         update = {columns[m]: column_html(t, palette) for m, t in runs.items()}  # earlier runs: final state
         if method == "lvspec" or first_round and "lvspec" in runs:  # LVSpec's last rounds, once it has ended
-            update[live] = viz.legend_html(palette) + viz.tokens_html(runs["lvspec"], palette)
+            update[live] = viz.legend_html(palette) + answer_html(runs["lvspec"], palette)
             ending = " · decoding…" if method == "lvspec" else ""
             update[live_summary] = f"**lvspec** · {summary(runs['lvspec'])}{ending}"
         yield update

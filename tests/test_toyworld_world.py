@@ -406,3 +406,13 @@ def test_fact_report_tells_a_rewording_from_a_changed_fact_and_knows_the_shipped
     assert "purple star moves right" in fact_report(prompt, "x", "x", scene)
     copy.write_bytes(copy.read_bytes()[:-10])  # same name, other content: not the shipped clip
     assert scene_of(str(copy)) is None and scene_of(None) is None
+
+
+def test_false_words_are_the_pieces_of_an_answer_the_clip_contradicts():
+    from lvspec.toyworld.factcheck import false_words
+
+    scene = Scene((ShapeSpec("circle", "green", "down"), ShapeSpec("star", "red", "still")), "plain")
+    pieces = ["The", " video", " shows", " three", " shapes", ":", " a", " purple", " square", " goes",
+              " downwards", ",", " a", " red", " star", " moves", " left", "."]
+    assert false_words(pieces, scene) == {3, 7, 8, 16}  # three (of two), purple, square, left
+    assert false_words(["Two", " shapes", ":", " a", " green", " circle", " moves", " down", "."], scene) == set()

@@ -387,3 +387,10 @@ def test_counts_are_drawn_on_whole_ticks_and_every_drafted_position_of_a_round_c
     assert [pos for _, pos in positions] == [0, 1, 2, 3]  # the rejected fourth draft too
     assert positions[1][0].startswith("d2 “") and "· loose · filler ·" in positions[1][0]
     assert "“end of answer” · reject" in positions[3][0]
+
+
+def test_words_the_clip_contradicts_are_marked_in_the_token_stream():
+    import re
+
+    marked = re.findall(r'<span class="[^"]* false"[^>]*data-i="(\d+)"', viz.tokens_html(lvspec_trace(), false={2}))
+    assert marked == ["2"] and not re.search(r'class="[^"]* false"', viz.tokens_html(lvspec_trace()))

@@ -64,6 +64,8 @@ padding:8px 10px;border-radius:6px}}
 .lvs th,.lvs td{{border:1px solid #D1D5DB;padding:2px 6px;text-align:center;white-space:pre}}
 .lvs th{{background:#F3F4F6;text-align:left}}
 .lvs .stop{{outline:2px solid #DC2626;outline-offset:-2px}}
+.lvs .tok.false{{outline:2px dashed #B91C1C;outline-offset:1px}}
+.lvs .tok.false::after{{content:"✗";color:#B91C1C;font-size:0.75em;vertical-align:super}}
 .lvs del{{color:#B91C1C;background:#FEE2E2}}
 .lvs ins{{color:#166534;background:#DCFCE7}}
 """
@@ -137,14 +139,19 @@ def _tooltip(token: TokenEvent, rnd: Round | None, pos: int, id_to_text: IdToTex
     return "&#10;".join(escape(line) for line in lines)
 
 
-def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText | None = None) -> str:
-    """One ``<span class="tok v-VERDICT [anchor]">`` per TokenEvent, in order, with a tooltip each."""
+def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText | None = None,
+                false: set[int] = frozenset()) -> str:
+    """One ``<span class="tok v-VERDICT [anchor]">`` per TokenEvent, in order, with a tooltip each; the
+    tokens at the indices in ``false`` (words the clip contradicts, where its facts are known) marked."""
     id_to_text = id_to_text or (trace.token_text if trace.vocab else None)
     rounds = {r.index: r for r in trace.rounds}
     spans = []
     for i, (token, pos) in enumerate(zip(trace.tokens, _in_round_positions(trace.tokens))):
         classes = f"tok v-{token.verdict}" + (" anchor" if token.anchor else "") + ("" if token.text else " empty")
         title = _tooltip(token, rounds.get(token.round), pos, id_to_text)
+        if i in false:
+            classes += " false"
+            title += "&#10;✗ not what the clip shows"
         spans.append(
             f'<span class="{classes}" data-round="{token.round}" data-i="{i}" title="{title}">'
             f"{_shown(token.text)}</span>"

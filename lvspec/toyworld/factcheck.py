@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from . import VIDEOS
-from .answers import stated
+from .answers import _COLOUR_WORDS, _COUNT_WORDS, _MOTION_WORDS, _SHAPE_WORDS, stated
 from .world import Scene, ShapeSpec
 
 
@@ -46,6 +46,23 @@ def scene_of(path: str | None) -> Scene | None:
     if scene and Path(path).read_bytes() == (VIDEOS / Path(path).name).read_bytes():
         return scene
     return _composed.get(_digest(path))
+
+
+def false_words(texts: list[str], scene: Scene) -> set[int]:
+    """Indices of the pieces of an answer (token texts, in order) that name what ``scene`` does not have: a
+    colour, shape or motion no object of it has, or a count of shapes other than its own."""
+    words = [t.strip(" .,;:!?\n").lower() for t in texts]
+    colours, shapes = {s.colour for s in scene.shapes}, {s.shape for s in scene.shapes}
+    motions = {s.motion for s in scene.shapes}
+    false = set()
+    for i, word in enumerate(words):
+        following = next((w for w in words[i + 1 :] if w), "")
+        if (word in _COLOUR_WORDS and _COLOUR_WORDS[word] not in colours
+                or word in _SHAPE_WORDS and _SHAPE_WORDS[word] not in shapes
+                or word in _MOTION_WORDS and _MOTION_WORDS[word] not in motions
+                or word in _COUNT_WORDS and following in ("shape", "shapes") and _COUNT_WORDS[word] != len(scene.shapes)):
+            false.add(i)
+    return false
 
 
 def _doing(motion: str) -> str:
