@@ -22,6 +22,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -33,6 +34,8 @@ from lvspec.bench import read_result
 from lvspec.decode import METHODS, Settings
 from lvspec.errors import UserError, checked_prompt, memory_errors, out_of_memory
 from lvspec.pruning import KEEP
+from lvspec import runfile
+from lvspec.error_list import error_list
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
 from lvspec.toyworld.factcheck import fact_report, false_words, remember, scene_of
 from lvspec.toyworld.samples import compose, write_clip
@@ -221,6 +224,47 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
             update[live_summary] = f"**lvspec** · {summary(runs['lvspec'])}{ending}"
         yield update
     yield {state: [runs[m] for m in COMPARED]}
+
+
+SHIPPED_RUN = Path(__file__).parent / "docs" / "bench" / "run.jsonl"  # `bench --run` on the toy suite
+ERROR_COLUMNS = ["item", "config", "facts", "parts at", "verdict", "drafted → target", "question"]
+
+
+def open_errors(file=None):
+    """A run file's error list (the shipped one by default) as a table, worst first, and the list itself."""
+    path = file or (SHIPPED_RUN if SHIPPED_RUN.exists() else None)
+    if path is None:
+        return [], [], "*No run file: `python -m lvspec bench --run run.jsonl`, then open it here.*"
+    try:
+        run = runfile.load(path)
+        found = error_list(run)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    rows = [[d.index, d.config, "changed" if d.facts_changed else "kept",
+             f"round {d.parting.round}, d{d.parting.position + 1}" if d.parting and d.parting.position is not None
+             else "—", d.parting.verdict if d.parting else "—",
+             f"“{d.parting.drafted}” → “{d.parting.target}”" if d.parting and d.parting.drafted else "—",
+             " ".join(d.prompt.split())[:60]] for d in found]
+    changed = sum(d.facts_changed for d in found)
+    note = (f"{Path(path).name}: {len(found)} answers a lossy method changed over {len(run.items)} items, "
+            f"{changed} with changed facts. Choose a row: its runs open in every tab, the Inspector at the round "
+            "where the answers part.")
+    return rows, [(str(path), d.index, d.config) for d in found], note
+
+
+def open_error(chosen: list, palette: str, evt: gr.SelectData):
+    """The chosen row's runs (the lossy one, exact-match SD's and vanilla's) in every view, the Inspector on
+    the round where its answer leaves vanilla's."""
+    if not chosen or evt.index is None:
+        return {}
+    path, index, config = chosen[evt.index[0]]
+    saved = next(s for s in runfile.load(path).items if s.index == index)
+    lossy = replace(saved.traces[config][0], method="lvspec")  # the views show the lossy run as LVSpec's
+    traces = [lossy, *(saved.traces[m][0] for m in ("exact", "vanilla") if m in saved.traces)]
+    where = next(d.parting for d in error_list(runfile.load(path), [config]) if d.index == index)
+    rnd = where.round if where and where.round else 1
+    return ({state: traces} | show(traces, palette, f"item {index} of {Path(path).name}, {config}")
+            | {inspect_method: gr.Radio(choices=["lvspec"], value="lvspec"), round_index: rnd})
 
 
 def compose_clip(*choices):
@@ -493,6 +537,16 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     sweep_file = gr.File(label="Open a sweep or bench JSON", file_types=[".json"])
                     demo.load(frontier, None, [frontier_plot, frontier_note], api_visibility="private")
                     sweep_file.upload(frontier, sweep_file, [frontier_plot, frontier_note], api_visibility="private")
+                with gr.Tab("Errors", id="errors"):
+                    gr.Markdown("**Where loose verification changed an answer**, over a whole run of `bench "
+                                "--run` (the shipped one: the toy suite at the defaults), worst first.")
+                    errors_note = gr.Markdown()
+                    errors_table = gr.Dataframe(headers=ERROR_COLUMNS, interactive=False, elem_id="errors-table")
+                    errors_file = gr.File(label="Open a run file (bench --run)", file_types=[".jsonl"])
+                    errors_found = gr.State([])
+                    demo.load(open_errors, None, [errors_table, errors_found, errors_note], api_visibility="private")
+                    errors_file.upload(open_errors, errors_file, [errors_table, errors_found, errors_note],
+                                       api_visibility="private")
                 with gr.Tab("Export", id="export"):
                     exports = gr.File(label="RunTraces (runs.json) and charts (PNG)", file_count="multiple",
                                       interactive=False, elem_id="exports")
@@ -516,6 +570,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     saved.upload(open_saved, [saved, palette], [state, *shown, video, prompt, *settings_inputs],
                  api_visibility="private")
     palette.change(show, [state, palette], shown, api_visibility="private")
+    errors_table.select(open_error, [errors_found, palette], [state, *shown, round_index], api_visibility="private")
 
     # Programmatic use: gradio_client.Client(url).predict(..., api_name="/generate") → RunTrace as JSON text.
     with gr.Row(visible=False):

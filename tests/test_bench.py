@@ -302,3 +302,17 @@ def test_two_processes_share_the_items_and_answer_as_one(tmp_path):
     assert saved[0]["processes"] == 2 and sorted({r["rank"] for r in saved[1:]}) == [0, 1]
     assert [r["key"] for r in saved[1:]] == ["0", "1", "2", "3"] and not runfile.parts(tmp_path / "two.jsonl")
     assert two.stdout.count("4 of 4 items") == 1  # one table, from the main process
+
+
+def test_the_app_errors_tab_lists_a_run_and_opens_a_row_in_every_view(lossy_run):
+    import gradio as gr
+
+    import app
+
+    rows, found, note = app.open_errors(str(lossy_run))
+    assert rows and len(rows) == len(found) and "with changed facts" in note and rows[0][2] == "changed"
+    first = error_list(runfile.load(lossy_run))[0]
+    shown = app.open_error(found, "default", gr.SelectData(None, {"index": [0, 0], "value": rows[0][0]}))
+    assert [t.method for t in shown[app.state]] == ["lvspec", "exact", "vanilla"]
+    assert shown[app.state][0].text == first.text and shown[app.round_index] == first.parting.round
+    assert f"item {first.index} of run.jsonl" in shown[app.stage]
