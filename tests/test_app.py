@@ -175,6 +175,21 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url,
     page.screenshot(path=SHOTS / "phone.png", full_page=True)
 
 
+@pytest.mark.slow
+def test_browser_errors_tab_opens_the_shipped_run_and_a_row_fills_the_inspector(app_url, open_page):
+    from playwright.sync_api import expect
+
+    page = open_page(app_url, viewport={"width": 1500, "height": 1100})
+    page.get_by_role("tab", name="Errors").click()
+    expect(page.get_by_text("with changed facts")).to_be_visible()  # the shipped run file, listed
+    row = page.locator("#errors-table").get_by_text("changed", exact=True).filter(visible=True).first
+    expect(row).to_be_visible()
+    row.click()
+    expect(page.locator("#banner")).to_contain_text("of run.jsonl")
+    page.get_by_role("tab", name="Inspector").click()
+    expect(page.locator("#round-table table")).to_be_visible()
+
+
 def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     import gradio as gr
 
