@@ -525,6 +525,7 @@ def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, op
     page = open_page(app_module.url, viewport={"width": 1400, "height": 1000})
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video.").first.click()
+    expect(page.locator("#video video")).to_be_visible()  # the example's clip is in the box before Run
     page.locator("#run").click()
     expect(page.locator("#live .tok[data-i]").first).to_be_visible(timeout=WAIT)  # the first round is in
     page.get_by_role("button", name="Stop").click()
