@@ -113,7 +113,8 @@ class Adapter:
         raise NotImplementedError
 
     def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The chat text and the sampled frames through the family's processor (Qwen adds their timing)."""
+        return dict(processor(text=[self.chat(processor, prompt)], videos=[clip.frames], return_tensors="pt"))
 
     def chat(self, processor, prompt: str) -> str:
         """The prompt in the checkpoint's own chat template, with the video before the question."""
@@ -217,9 +218,6 @@ class LlavaOnevisionAdapter(Adapter):
 
         return LlavaOnevisionForConditionalGeneration
 
-    def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
-        return dict(processor(text=[self.chat(processor, prompt)], videos=[clip.frames], return_tensors="pt"))
-
     def video_mask(self, config, input_ids):
         """Every video slot but the last, which holds the newline vector: no place in the clip."""
         mask = self.video_slots(config, input_ids).clone()
@@ -273,9 +271,6 @@ class InternVLAdapter(Adapter):
         from transformers import InternVLForConditionalGeneration
 
         return InternVLForConditionalGeneration
-
-    def inputs(self, processor, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
-        return dict(processor(text=[self.chat(processor, prompt)], videos=[clip.frames], return_tensors="pt"))
 
     def video_slots(self, config, input_ids):
         return input_ids[0] == config.image_token_id
