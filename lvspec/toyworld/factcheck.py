@@ -7,6 +7,7 @@ from "purple square" for "green circle" (a changed fact).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -39,9 +40,15 @@ def remember(path: str | Path, scene: Scene) -> None:
 
 def scene_of(path: str | None) -> Scene | None:
     """The scene of a shipped example clip (same name, same bytes) or of a composed one (same bytes),
-    wherever the app keeps its copy; else None."""
+    wherever the app keeps its copy; else None. Read once per file version: the live view asks every redraw."""
     if not path or not Path(path).is_file():
         return None
+    stat = Path(path).stat()
+    return _scene_at(str(path), stat.st_mtime_ns, stat.st_size, len(_composed))
+
+
+@functools.lru_cache(maxsize=64)
+def _scene_at(path: str, mtime_ns: int, size: int, composed: int) -> Scene | None:
     scene = shipped_scenes().get(Path(path).name)
     if scene and Path(path).read_bytes() == (VIDEOS / Path(path).name).read_bytes():
         return scene
