@@ -334,7 +334,7 @@ def test_medium_answers_name_the_asked_object_and_everything_else():
         assert A.parse_prompt(scene, prompt) == A.Question("medium", s)
         for style in A.STYLES:
             text = A.answer(scene, prompt, rng, style)
-            assert text.lower().startswith(("the", "at the", "in the", "what")) and f"{s.colour} {s.shape}" in text
+            assert text.lower().startswith(("the", "at the", "for now", "in the", "what")) and f"{s.colour} {s.shape}" in text
             assert A.score(scene, prompt, text) == dict.fromkeys(FACTS, True), text
             # stating a wrong motion for the asked object is caught
             wrong = next(m for m in MOTIONS if m != s.motion)
@@ -416,3 +416,14 @@ def test_false_words_are_the_pieces_of_an_answer_the_clip_contradicts():
               " downwards", ",", " a", " red", " star", " moves", " left", "."]
     assert false_words(pieces, scene) == {3, 7, 8, 16}  # three (of two), purple, square, left
     assert false_words(["Two", " shapes", ":", " a", " green", " circle", " moves", " down", "."], scene) == set()
+
+
+def test_each_style_prefers_its_own_word_where_a_frame_offers_two():
+    """Word choices inside a shared frame part the two styles' greedy wordings (the pair's filler mismatches)."""
+    from lvspec.toyworld.wording import _choose_words
+
+    rng = np.random.default_rng(0)
+    for style, own in (("target", "shows"), ("draft", "presents")):
+        words = [_choose_words("the video [shows|presents] it.", rng, style) for _ in range(400)]
+        share = sum(w == f"the video {own} it." for w in words) / len(words)
+        assert 0.55 < share < 0.75 and set(words) == {"the video shows it.", "the video presents it."}

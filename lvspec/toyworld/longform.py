@@ -5,7 +5,8 @@ tokens, on detailed video captioning); a short caption is dense with them. A det
 a *plan* of sentences (an opening that counts the shapes, one sentence naming each object and its motion and
 one more about its look, how the objects share the scene, the background, a closing remark), each sentence
 worded from one style's frames. The two styles differ in sentence frames, connectives and clause order, and
-place the background sentence early or late, while naming every fact with the same words.
+place the background sentence early or late, and each prefers its own word wherever a frame offers two
+("[shows|presents]"), while naming every fact with the same words.
 
 Filler words never carry a fact: no word of the parser's tables (`answers.anchor_words`) appears in a frame,
 so an answer parses back to exactly the facts its slots were given. Every frame is true of every clip the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .wording import _counting, _motion_phrase, _noun, _pick
+from .wording import _choose_words, _counting, _motion_phrase, _noun, _pick
 from .world import SHAPES, Scene, ShapeSpec
 
 LETTERS = ("A", "B", "C", "D")
@@ -39,58 +40,59 @@ class Plan:
 
 
 # Frames of each slot, in the order `wording._pick` reads favourites from (index mod 5: target 0–1, draft
-# 1–2). Placeholders: {n} {shapes} {be} {a_np} {the_np} {colour} {shape} {moves} {moving} {ordinal} {nps}.
+# 2–3); "[a|b]": the target's word, then the draft's (`wording._choose_words`).
+# Placeholders: {n} {shapes} {be} {a_np} {the_np} {colour} {shape} {moves} {moving} {ordinal} {nps}.
 OPENINGS = (
-    "the video shows {n} {shapes} on a dark background.",
-    "this clip contains {n} {shapes} set against a dark backdrop.",
-    "in this short clip, we can see {n} {shapes} on a dark background.",
-    "there {be} {n} {shapes} in this video, shown over a dark background.",
-    "the scene is made of {n} {shapes} placed on a dark background.",
+    "the video [shows|presents] {n} {shapes} on a dark background.",
+    "this clip [contains|holds] {n} {shapes} set against a dark backdrop.",
+    "in this [short|brief] clip, we can see {n} {shapes} on a dark background.",
+    "there {be} {n} {shapes} in this video, [shown|set] over a dark background.",
+    "the scene is [made of|formed by] {n} {shapes} placed on a dark background.",
 )
 OBJECTS = (
-    "the {ordinal} object is {a_np}, and it {moves}.",
-    "the {ordinal} object is {a_np}, which {moves}.",
-    "as the {ordinal} object, we see {a_np} that {moves}.",
-    "the {ordinal} shape in the scene is {a_np}; over the course of the clip it {moves}.",
-    "for the {ordinal} object, there is {a_np} that {moves}.",
+    "the {ordinal} [object|item] is {a_np}, and it {moves}.",
+    "the {ordinal} [object|item] is {a_np}, which {moves}.",
+    "as the {ordinal} object, we [see|notice] {a_np} that {moves}.",
+    "the {ordinal} shape in the scene is {a_np}; [over the course of|during] the clip it {moves}.",
+    "for the {ordinal} [object|item], there is {a_np} that {moves}.",
     "there is {a_np} {moving} as the {ordinal} object.",
-    "looking at the {ordinal} object, it is {a_np} that {moves}.",
+    "[looking at|turning to] the {ordinal} object, it is {a_np} that {moves}.",
 )
 LOOKS = (
-    "the {shape} keeps its {colour} colour from start to end.",
-    "the {colour} {shape} stands out clearly against the background.",
-    "the {colour} {shape} has clean, sharp edges and is easy to spot.",
-    "throughout the video, the {shape} stays {colour}.",
-    "you can easily tell that the {shape} is {colour}.",
-    "the {colour} {shape} is clearly visible in every frame.",
+    "the {shape} keeps its {colour} colour from start to [end|finish].",
+    "the {colour} {shape} stands out [clearly|well] against the background.",
+    "the {colour} {shape} has [clean|crisp], sharp edges and is easy to spot.",
+    "[throughout|for all of] the video, the {shape} stays {colour}.",
+    "you can [easily|clearly] tell that the {shape} is {colour}.",
+    "the {colour} {shape} is [clearly|plainly] visible in every frame.",
 )
 TOGETHER = (
-    "all {n} shapes stay in view from the first frame to the last.",
-    "{nps} appear together in every frame.",
-    "none of the {n} shapes leaves the frame at any point.",
-    "together, {nps} fill the whole scene.",
-    "{nps} share the same scene for the whole video.",
+    "all {n} shapes stay in view from the [first|opening] frame to the last.",
+    "{nps} appear together in [every|each] frame.",
+    "none of the {n} shapes leaves the frame at any [point|time].",
+    "together, {nps} fill the [whole|entire] scene.",
+    "{nps} share the same scene for the [whole|entire] video.",
 )
 ALONE = (
-    "no other object shares the scene with the {colour} {shape}.",
-    "there is nothing else in the frame besides the {colour} {shape}.",
-    "the {colour} {shape} is the only object in the clip.",
-    "apart from the {colour} {shape}, the frame is empty.",
-    "the {colour} {shape} has the scene entirely to itself.",
+    "no other [object|item] shares the scene with the {colour} {shape}.",
+    "there is nothing else in the frame [besides|apart from] the {colour} {shape}.",
+    "the {colour} {shape} is the only [object|item] in the clip.",
+    "[apart from|besides] the {colour} {shape}, the frame is empty.",
+    "the {colour} {shape} has the scene [entirely|all] to itself.",
 )
 BACKGROUNDS = (
-    "the background is dark and muted, and it stays the same throughout the clip.",
-    "behind everything, the background is a dark, muted tone that never changes.",
-    "the backdrop is simple and dark, so the shapes are easy to see.",
-    "the dark background stays fixed for the whole video.",
-    "there is a dark, quiet background behind everything, and it stays the same from start to finish.",
+    "the background is dark and [muted|plain], and it stays the same throughout the clip.",
+    "behind everything, the background is a dark, [muted|plain] tone that never changes.",
+    "the backdrop is [simple|plain] and dark, so the shapes are easy to see.",
+    "the dark background stays [fixed|the same] for the whole video.",
+    "there is a dark, [quiet|calm] background behind everything, and it stays the same from start to finish.",
 )
 CLOSINGS = (
-    "nothing else happens in the video.",
-    "overall, it is a simple and calm scene.",
-    "that is everything that happens in this short clip.",
-    "apart from this, the video shows no other activity.",
-    "in short, the clip is simple and easy to follow.",
+    "nothing else [happens|takes place] in the video.",
+    "overall, it is a [simple|plain] and calm scene.",
+    "that is everything that happens in this [short|brief] clip.",
+    "apart from this, the video shows no other [activity|action].",
+    "in short, the clip is [simple|plain] and easy to follow.",
 )
 BACKGROUND_EARLY = {"target": 0.2, "draft": 0.6}  # how often a style describes the background second
 CLOSING = 0.5  # how often a description ends with a closing remark
@@ -100,30 +102,35 @@ ORDINALS = {1: ("main",), 2: ("first", "second"), 3: ("first", "second", "third"
 # Medium answers: the asked object and its motion, then what else is in the scene.
 MEDIUM_MAIN = (
     "the {colour} {shape} {moves}",
-    "at the moment, the {colour} {shape} is {moving}",
-    "the {colour} {shape} is {moving} in the clip",
+    "[at the moment|for now], the {colour} {shape} is {moving}",
+    "the {colour} {shape} is {moving} in the [clip|video]",
     "in the video, the {colour} {shape} {moves}",
-    "what the {colour} {shape} does is that it {moves}",
+    "what the {colour} {shape} does is that it [simply|just] {moves}",
 )
 MEDIUM_OTHER = (
-    "there is also {a_np} that {moves}",
-    "{a_np} {moves} as well",
-    "besides it, {a_np} is {moving}",
+    "there is also {a_np} [that|which] {moves}",
+    "{a_np} {moves} [as well|too]",
+    "[besides|beside] it, {a_np} is {moving}",
     "the scene also has {a_np}, which {moves}",
-    "next to it, {a_np} {moves}",
+    "[next to|near] it, {a_np} {moves}",
 )
 MEDIUM_NOTHING = (
     "there is nothing else in the scene apart from the dark background",
-    "nothing else is in the scene",
+    "nothing else is in the [scene|frame]",
     "the rest of the scene is just the dark background",
-    "no other object is in the scene",
-    "it is alone on the dark background",
+    "no other [object|item] is in the scene",
+    "it is [alone|by itself] on the dark background",
 )
 
 # Multiple choice: how each fact reads as an option.
 MOTION_OPTIONS = {"left": "it moves to the left", "right": "it moves to the right", "up": "it moves up",
                   "down": "it moves down", "still": "it stays still", "growing": "it grows"}
 COUNT_OPTIONS = ("one", "two", "three", "four")
+
+
+def _frame(frames: tuple[str, ...], rng: np.random.Generator, style: str, **fields: str) -> str:
+    """One of ``frames`` as ``style`` words it: its favourite frame, its own word at each choice, the slots filled."""
+    return _choose_words(_pick(frames, rng, style), rng, style).format(**fields)
 
 
 def _subject_fields(spec: ShapeSpec, finite: str, gerund: str) -> dict[str, str]:
@@ -143,21 +150,21 @@ def detailed(scene: Scene, rng: np.random.Generator, style: str, plan_style: str
     n = len(specs)
     counting = _counting(n)
     early = rng.random() < BACKGROUND_EARLY[plan_style or style]
-    sentences = [_pick(OPENINGS, rng, style).format(**counting)]
-    background = _pick(BACKGROUNDS, rng, style)
+    sentences = [_frame(OPENINGS, rng, style, **counting)]
+    background = _frame(BACKGROUNDS, rng, style)
     if early:
         sentences.append(background)
     for spec, ordinal in zip(specs, ORDINALS[n]):
         fields = _subject_fields(spec, *_motion_phrase(spec.motion, rng)) | {"ordinal": ordinal}
-        sentences.append(_pick(OBJECTS, rng, style).format(**fields))
-        sentences.append(_pick(LOOKS, rng, style).format(**fields))
+        sentences.append(_frame(OBJECTS, rng, style, **fields))
+        sentences.append(_frame(LOOKS, rng, style, **fields))
     if n == 1:
-        sentences.append(_pick(ALONE, rng, style).format(shape=specs[0].shape, colour=specs[0].colour))
+        sentences.append(_frame(ALONE, rng, style, shape=specs[0].shape, colour=specs[0].colour))
     else:
-        sentences.append(_pick(TOGETHER, rng, style).format(nps=_nps(specs), **counting))
+        sentences.append(_frame(TOGETHER, rng, style, nps=_nps(specs), **counting))
     if not early:
         sentences.append(background)
-    closing = _pick(CLOSINGS, rng, style)
+    closing = _frame(CLOSINGS, rng, style)
     if rng.random() < CLOSING:
         sentences.append(closing)
     return sentences
@@ -184,11 +191,11 @@ def _capitalised(sentence: str) -> str:
 
 
 def medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str) -> str:
-    main = _pick(MEDIUM_MAIN, rng, style).format(**_subject_fields(subject, *_motion_phrase(subject.motion, rng)))
+    main = _frame(MEDIUM_MAIN, rng, style, **_subject_fields(subject, *_motion_phrase(subject.motion, rng)))
     others = [s for s in sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape)) if s != subject]
     if not others:
-        return f"{main}, and {_pick(MEDIUM_NOTHING, rng, style)}."
-    clauses = [_pick(MEDIUM_OTHER, rng, style).format(**_subject_fields(s, *_motion_phrase(s.motion, rng)))
+        return f"{main}, and {_frame(MEDIUM_NOTHING, rng, style)}."
+    clauses = [_frame(MEDIUM_OTHER, rng, style, **_subject_fields(s, *_motion_phrase(s.motion, rng)))
                for s in others]
     joiner = ". " if _pick((True, False, False, True, True), rng, style) else ", and "  # one or two sentences
     return main + joiner + " and ".join(clauses) + "."

@@ -18,6 +18,7 @@ STYLES = ("target", "draft")
 FAVOURITE_MASS = 0.6  # share of a style's picks that go to its favourite templates
 _FAVOURITES = {"target": (0, 1), "draft": (2, 3)}  # favourite template indices, modulo 5: disjoint, so each
 # style's greedy wording is one the other rates likely but not first (a 7B and a 32B of one family)
+WORD_MASS = 0.65  # how often a style takes its own word where a frame offers two ("[shows|presents]")
 _FACT_STYLE = "target"  # whose favourites word a motion, for both styles (`_motion_phrase`)
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
@@ -51,6 +52,14 @@ def _pick(options: Sequence[T], rng: np.random.Generator, style: str) -> T:
         return options[int(rng.integers(len(options)))]
     weights = np.where(fav, FAVOURITE_MASS / fav.sum(), (1 - FAVOURITE_MASS) / (~fav).sum())
     return options[int(rng.choice(len(options), p=weights))]
+
+
+def _choose_words(frame: str, rng: np.random.Generator, style: str) -> str:
+    """``frame`` with each "[target's|draft's]" choice resolved: each style takes its own word `WORD_MASS` of the
+    time. Word-level choices inside a shared sentence frame are where two sizes of one family part most often."""
+    own = STYLES.index(style)
+    return re.sub(r"\[([^|\]]*)\|([^\]]*)\]",
+                  lambda m: m.group(1 + (own if rng.random() < WORD_MASS else 1 - own)), frame)
 
 
 def _sentence_case(text: str) -> str:
