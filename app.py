@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import torch
 
 import viz
@@ -37,10 +38,10 @@ from lvspec.pruning import KEEP
 from lvspec import runfile
 from lvspec.error_list import error_list
 from lvspec.toyworld import DRAFT, TARGET, VIDEOS
-from lvspec.toyworld.factcheck import fact_report, false_words, remember, scene_of
+from lvspec.toyworld.factcheck import fact_report, false_words, look_report, masks_of, remember, scene_of
 from lvspec.toyworld.samples import compose, write_clip
 from lvspec.toyworld.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES
-from lvspec.trace import RunTrace, load_runs
+from lvspec.trace import Round, RunTrace, load_runs
 from lvspec.video import VideoError, VideoLimits, read_video
 from viz.anchors import overlays
 from viz.race import next_moment, next_round, race_html
@@ -69,6 +70,15 @@ CSS = """
   #controls > #run-row ~ * { order: 2; }
 }
 """
+
+
+Picked = tuple[str, int, int]  # a drafted token: its run's method, its round, its position in the round
+
+# A click on a drafted token (Live, Side by side) or a round-table cell: which run, round and position.
+PICK_JS = """element.addEventListener('click', (e) => {
+  const cell = e.target.closest('[data-pos]'), run = e.target.closest('[data-method]');
+  if (cell && run) trigger('pick', {method: run.dataset.method, round: +cell.dataset.round, pos: +cell.dataset.pos});
+});"""
 
 
 def banner(traces: list[RunTrace], status: str) -> str:
@@ -146,18 +156,24 @@ def summary(trace: RunTrace) -> str:
             f"{s.tokens_per_s:.1f} tok/s · {t.total_s:.2f} s")
 
 
-def answer_html(trace: RunTrace, palette: str) -> str:
+def answer_html(trace: RunTrace, palette: str, picked: Picked | None = None) -> str:
     """The answer's tokens; where the clip's facts are known (a shipped or composed scene), the words it
-    contradicts are marked."""
+    contradicts are marked; the token chosen in the Inspector (``picked``) is outlined."""
     scene = scene_of(trace.video.path)
     false = false_words([t.text for t in trace.tokens], scene) if scene else frozenset()
-    return viz.tokens_html(trace, palette, false=false)
+    at = picked[1:] if picked and picked[0] == trace.method else None
+    return viz.tokens_html(trace, palette, false=false, picked=at)
 
 
-def column_html(trace: RunTrace | None, palette: str, missing: str = "waiting…") -> str:
+def column_html(trace: RunTrace | None, palette: str, missing: str = "waiting…", picked: Picked | None = None) -> str:
     if trace is None:
         return f"<p><i>{missing}</i></p>"
-    return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + answer_html(trace, palette)
+    return f"<p><b>{trace.method}</b> · {summary(trace)}</p>" + answer_html(trace, palette, picked)
+
+
+def main_run(traces: list[RunTrace]) -> RunTrace:
+    """The run Live shows: LVSpec's where there is one."""
+    return by_method(traces).get("lvspec") or traces[-1]
 
 
 def by_method(traces: list[RunTrace]) -> dict[str, RunTrace]:
@@ -167,7 +183,7 @@ def by_method(traces: list[RunTrace]) -> dict[str, RunTrace]:
 def views(traces: list[RunTrace], palette: str) -> dict:
     """Every view of a finished comparison (or a saved trace): columns, charts, diff, inspector, exports."""
     runs = by_method(traces)
-    main = runs.get("lvspec") or traces[-1]
+    main = main_run(traces)
     drafted = [t for t in traces if t.draft is not None]
     vanilla = runs.get("vanilla")
     speedup = None
@@ -192,6 +208,8 @@ def views(traces: list[RunTrace], palette: str) -> dict:
         inspect_method: gr.Radio(choices=inspected, value=inspected[0] if inspected else None),
         race: race_html(traces, 0.0, palette),
         race_t: 0.0,
+        picked: None,
+        heat_note: "",
     }
 
 
@@ -313,40 +331,72 @@ def asked(trace: RunTrace) -> dict:
             draft_keep: s.draft_keep, self_draft: s.self_draft} | ({video: str(clip)} if scene_of(str(clip)) else {})
 
 
-def inspect_round(traces: list[RunTrace], method: str | None, index: float, palette: str):
+def inspect_round(traces: list[RunTrace], method: str | None, index: float, palette: str, picked: Picked | None):
     trace = by_method(traces or []).get(method)
     if trace is None or not trace.rounds:
         return gr.Slider(), "<p><i>run a drafting method first</i></p>", None, None, gr.Dropdown(choices=[])
     index = int(min(max(1, index or 1), len(trace.rounds)))
     drafted = viz.drafted_positions(trace, index)  # this round's, rejected drafts too
     first = next((pos for pos, a in enumerate(trace.rounds[index - 1].anchor) if a), 0) if drafted else None
+    if picked and picked[:2] == (method, index):  # a click chose this round's position
+        first = picked[2]
     return (
         # Gradio needs minimum < maximum: a one-round run gets a fixed slider
         gr.Slider(minimum=1, maximum=max(2, len(trace.rounds)), value=index, step=1,
                   interactive=len(trace.rounds) > 1),
-        viz.round_table_html(trace, index, palette=palette),
+        viz.round_table_html(trace, index, palette=palette, picked=first),
         viz.accepted_length_figure(trace, palette),
         viz.acceptance_histogram(trace),
         gr.Dropdown(choices=drafted, value=first),
     )
 
 
-def anchor_view(traces: list[RunTrace], method: str | None, index: float, position: int | None):
-    """Where the chosen drafted position of the chosen round looks, as heat on the clip's frames."""
+def pick(traces: list[RunTrace], evt: gr.EventData):
+    """A drafted token clicked in Live, Side by side or the round table: the Inspector opens on its run, round
+    and position (rejected drafts are clickable in the round table)."""
+    trace = by_method(traces or []).get(evt.method)
+    if trace is None or trace.draft is None or not 1 <= int(evt.round) <= len(trace.rounds):
+        return {}  # a token of a run without drafts, or of a run still decoding
+    chosen = (trace.method, int(evt.round), int(evt.pos))
+    return {picked: chosen, inspect_method: trace.method, round_index: chosen[1], tabs: gr.Tabs(selected="inspector"),
+            anchor_token: gr.Dropdown(choices=viz.drafted_positions(trace, chosen[1]), value=chosen[2])}
+
+
+def choose_position(traces: list[RunTrace], method: str | None, index: float, position: int | None, palette: str):
+    """The drafted position chosen in the Inspector, marked everywhere: its column in the round table, its
+    token in Live and Side by side, where it looks on the frames and how much of that lies on an object."""
     trace = by_method(traces or []).get(method)
-    if trace is None or position is None or trace.video.grid is None or not trace.rounds:
-        return []
-    rnd = trace.rounds[int(min(max(1, index or 1), len(trace.rounds))) - 1]
-    if not rnd.looks or int(position) >= len(rnd.looks):
-        return []
-    frames = None
+    if trace is None or position is None or not trace.rounds:
+        return {anchor_gallery: [], heat_note: ""}
+    index = int(min(max(1, index or 1), len(trace.rounds)))
+    chosen = (trace.method, index, int(position))
+    runs = by_method(traces)
+    main = main_run(traces)
+    marked = {picked: chosen, round_table: viz.round_table_html(trace, index, palette=palette, picked=chosen[2]),
+              live: viz.legend_html(palette) + answer_html(main, palette, chosen),
+              **{columns[m]: column_html(runs.get(m), palette, f"no {m} run here", chosen) for m in COMPARED}}
+    return marked | where_it_looks(trace, trace.rounds[index - 1], chosen[2])
+
+
+def where_it_looks(trace: RunTrace, rnd: Round, position: int) -> dict:
+    """A drafted token's top-N video tokens as heat on the clip's frames and, where the clip's objects are
+    known (a shipped or composed scene), how many of them lie on an object."""
+    if trace.video.grid is None or not rnd.looks or position >= len(rnd.looks):
+        return {anchor_gallery: [], heat_note: "*This run recorded no video tokens for this position.*"}
+    clip = None
     path = trace.video.path
     if path and readable_video(path):
         try:
-            frames = read_video(path, VideoLimits(max_frames=trace.video.n_frames)).frames
+            clip = read_video(path, VideoLimits(max_frames=trace.video.n_frames))
         except VideoError:
-            frames = None
-    return overlays(rnd.looks[int(position)], trace.video.grid, frames)
+            clip = None
+    looks = rnd.looks[position]
+    note = "*The clip's objects are not known here (only for shipped and composed clips).*"
+    scene, masks = scene_of(path), masks_of(path)
+    if clip is not None and scene is not None and masks is not None:
+        word = trace.token_text(rnd.draft_ids[position])
+        note = look_report(looks, trace.video.grid, masks[np.clip(clip.indices, 0, len(masks) - 1)], scene, word)
+    return {anchor_gallery: overlays(looks, trace.video.grid, clip.frames if clip else None), heat_note: note}
 
 
 def readable_video(path: str) -> bool:
@@ -432,6 +482,7 @@ def example_rows() -> list[list[str]]:
 with gr.Blocks(title="LVSpec Studio") as demo:
     gr.Markdown(HEADER)
     state = gr.State([])
+    picked = gr.State(None)  # the drafted token chosen in the Inspector: (method, round, position)
     race_t = gr.State(0.0)
     with gr.Row():
         with gr.Column(scale=2, min_width=320, elem_id="controls"):
@@ -455,16 +506,17 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 scene_background = gr.Dropdown(list(BACKGROUNDS), value="plain", label="background")
                 compose_btn = gr.Button("Render", elem_id="compose-render")
                 compose_btn.click(compose_clip, [*picks, scene_background], [video, prompt], api_visibility="private")
-            with gr.Accordion("Settings", open=False):
+            with gr.Accordion("Settings", open=False, elem_id="settings"):
                 d = Settings()
-                k = gr.Slider(1, 16, value=d.k, step=1, label="K: draft tokens per round")
-                lam = gr.Slider(0, 1, value=d.lam, step=0.05, label="λ: share of each round relaxed as fillers")
+                k = gr.Slider(1, 16, value=d.k, step=1, label="K: draft tokens per round", elem_id="k")
+                lam = gr.Slider(0, 1, value=d.lam, step=0.05, label="λ: share of each round relaxed as fillers",
+                                elem_id="lam")
                 top_n = gr.Slider(1, 64, value=d.top_n, step=1, label="top-N video tokens in relevance")
                 tau = gr.Slider(0, 1, value=d.tau or 0, step=0.01,
                                 label="τ: relevance that always makes an anchor (0 = off)")
                 window = gr.Slider(0, 5, value=d.window, step=1, label="w: position-shift tolerance (0 = off)")
                 min_ratio = gr.Slider(0, 1, value=d.min_ratio, step=0.05,
-                                      label="ε: filler guard, p(draft) ≥ ε·p(target)")
+                                      label="ε: filler guard, p(draft) ≥ ε·p(target)", elem_id="min-ratio")
                 max_new = gr.Slider(8, 512, value=d.max_new_tokens, step=8, label="max new tokens")
                 frames = gr.Slider(2, 64, value=16, step=2, label="frames sampled from the video")
                 palette = gr.Radio(list(viz.PALETTES), value="default", label="token colours")
@@ -478,16 +530,17 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                             elem_id="saved-trace")
         with gr.Column(scale=3, elem_id="results"):
             stage = gr.Markdown("*Nothing run yet: pick an example clip and press Run.*", elem_id="banner")
-            with gr.Tabs():
+            with gr.Tabs() as tabs:
                 with gr.Tab("Live", id="live"):
                     live_summary = gr.Markdown()
-                    live = gr.HTML(viz.legend_html(), elem_id="live")
+                    live = gr.HTML(viz.legend_html(), elem_id="live", js_on_load=PICK_JS)
                 with gr.Tab("Side by side", id="side"):
                     with gr.Row():  # side by side where there is room, one under another on a phone
                         columns = {}
                         for m in COMPARED:
                             with gr.Column(min_width=260):
-                                columns[m] = gr.HTML(column_html(None, "default"), elem_id=f"col-{m}")
+                                columns[m] = gr.HTML(column_html(None, "default"), elem_id=f"col-{m}",
+                                                     js_on_load=PICK_JS)
                     timing_plot = gr.Plot(label="Where the time went")
                     gr.Markdown("**What loose verification changed** (LVSpec's answer against vanilla's, word by word)")
                     diff_html = gr.HTML()
@@ -514,20 +567,27 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     with gr.Row():
                         inspect_method = gr.Radio([], label="run")
                         round_index = gr.Slider(1, 2, value=1, step=1, label="round")
-                    round_table = gr.HTML(elem_id="round-table")
+                    gr.Markdown("Click a column of the round table, or a token in Live or Side by side, to see where "
+                                "that drafted token looks.")
+                    round_table = gr.HTML(elem_id="round-table", js_on_load=PICK_JS)
                     with gr.Row():
                         lengths_plot = gr.Plot(label="accepted length per round")
                         histogram_plot = gr.Plot(label="accepted lengths")
                     gr.Markdown("**Where a drafted token looks**: its top-N most similar video tokens, lit on the "
                                 "frames (rejected drafts too)")
                     anchor_token = gr.Dropdown([], label="drafted position of this round")
+                    heat_note = gr.Markdown(elem_id="heat-note")
                     anchor_gallery = gr.Gallery(label="top-N video tokens", columns=4, height=300)
-                    inspect_inputs = [state, inspect_method, round_index, palette]
+                    inspect_inputs = [state, inspect_method, round_index, palette, picked]
                     inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
                     inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
                     round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
-                    anchor_token.change(anchor_view, [state, inspect_method, round_index, anchor_token],
-                                        anchor_gallery, api_visibility="private")
+                    anchor_token.change(choose_position, [state, inspect_method, round_index, anchor_token, palette],
+                                        [picked, round_table, live, *columns.values(), anchor_gallery, heat_note],
+                                        api_visibility="private")
+                    for view in (live, *columns.values(), round_table):
+                        view.pick(pick, state, [picked, inspect_method, round_index, tabs, anchor_token],
+                                  api_visibility="private")
                 with gr.Tab("Frontier", id="frontier"):
                     gr.Markdown("**Speed against quality kept** over a suite of clips: LVSpec at each λ and shift "
                                 "window, the random-relaxation and FLy peers, exact-match SD and vanilla "
@@ -554,10 +614,10 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     # Run, Stop and Open reach every tab: wired here, below all of them.
     settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
     cleared = {timing_plot: None, speedup_plot: None, diff_html: "", facts_md: "", race: "", round_table: "",
-               lengths_plot: None, histogram_plot: None, anchor_gallery: [], exports: None}
+               lengths_plot: None, histogram_plot: None, anchor_gallery: [], heat_note: "", picked: None, exports: None}
     outputs = [state, live, live_summary, *columns.values(), stage, inspect_method, *cleared]
     shown = [live, live_summary, *columns.values(), timing_plot, speedup_plot, diff_html, facts_md, inspect_method, race,
-             race_t, exports, stage]
+             race_t, picked, heat_note, exports, stage]
     run_event = run_btn.click(  # multiple: a Run pressed while a stopped run winds down is not dropped
         run, [video, prompt, target, draft, *settings_inputs, palette], outputs,
         concurrency_id="model", concurrency_limit=1, api_visibility="private", trigger_mode="multiple",

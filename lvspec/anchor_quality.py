@@ -107,13 +107,10 @@ def _flags(score: torch.Tensor, settings: Settings) -> list[bool]:
             for f in anchors(score[i : i + settings.k].tolist(), settings.lam, settings.tau)]
 
 
-ON_OBJECT = 0.25  # a video token is on an object when the object covers at least this share of it
-
-
 def on_object(pair: ModelPair, clip, item: Item, texts: list[str], look: torch.Tensor) -> dict[str, list[float]]:
     """For every colour and shape word of an answer: the share of its top-N video tokens (``look``, per
     answer position) that lie on the object the word names (its mask covers ≥ `ON_OBJECT` of the token)."""
-    from .toyworld.data import object_shares
+    from .toyworld.data import ON_OBJECT, object_shares
 
     grid = pair.adapter.video_grid(pair.target.config, pair.inputs(clip, item.prompt))
     shares = object_shares(item.masks[clip.indices], len(item.scene.shapes), tuple(grid))
@@ -145,6 +142,8 @@ def best_floor(score: torch.Tensor, truth: torch.Tensor) -> dict:
 
 
 def print_anchor_table(table: dict) -> None:
+    from .toyworld.data import ON_OBJECT
+
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}%"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_unreadable_video_is_refused_and_the_app_keeps_serving(client, tmp_path)
 
 
 @pytest.mark.slow
-def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url, open_page, tmp_path):
+def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_phone(app_url, open_page, tmp_path):
     from playwright.sync_api import expect
 
     SHOTS.mkdir(exist_ok=True)
@@ -148,6 +149,22 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url,
     page.get_by_role("tab", name="Inspector").click()
     expect(page.locator("#round-table table")).to_be_visible()
     expect(page.locator("#round-table")).to_contain_text("exact-match SD")
+
+    # A click on a token in Live opens it in the Inspector: its round, its position, where it looks.
+    page.get_by_role("tab", name="Live").click()
+    colour = page.locator("#live .tok[data-pos]", has_text="red").first
+    at = (colour.get_attribute("data-round"), int(colour.get_attribute("data-pos")))
+    colour.click()
+    expect(page.locator("#round-table")).to_contain_text(f"Round {at[0]}:")
+    expect(page.locator("#round-table th.picked")).to_have_text(str(at[1] + 1))
+    expect(page.locator("#heat-note")).to_contain_text("lie on the red circle it names")
+    expect(page.locator("#live .tok.picked")).to_have_count(1)
+    heat = page.locator("#inspector-tab .grid-wrap img").first.get_attribute("src")
+    # A click on another column of the round table (a rejected or unexamined draft too) moves the heat.
+    other = 0 if at[1] else 1
+    page.locator(f"#round-table td[data-pos='{other}']").first.click()
+    expect(page.locator("#round-table th.picked")).to_have_text(str(other + 1))
+    expect(page.locator("#inspector-tab .grid-wrap img").first).not_to_have_attribute("src", heat)
     page.screenshot(path=SHOTS / "inspector.png", full_page=True)
 
     page.get_by_role("tab", name="Replay").click()
@@ -167,11 +184,16 @@ def test_browser_example_run_streams_tokens_then_inspector_and_download(app_url,
     assert [t.method for t in traces] == ["lvspec", "exact", "vanilla"]
     assert json.loads(saved.read_text())[0]["text"] == traces[0].text
 
-    page.set_viewport_size({"width": 420, "height": 900})  # a phone: the results come straight after Run
+    page.set_viewport_size({"width": 420, "height": 900})  # a phone: the answer is on the screen Run is on
     page.reload()
-    expect(page.locator("#banner")).to_be_visible()
-    run, results = page.locator("#run").bounding_box(), page.locator("#results").bounding_box()
-    assert 0 <= results["y"] - (run["y"] + run["height"]) < 200, (run, results)
+    page.get_by_role("row", name="Describe the video in detail.").first.click()
+    expect(page.locator("#video video")).to_be_visible()
+    page.locator("#run").scroll_into_view_if_needed()
+    page.locator("#run").click()
+    expect(page.locator("#live .tok").first).to_be_visible()
+    run, answer = page.locator("#run").bounding_box(), page.locator("#live .tok").first.bounding_box()
+    assert 0 <= answer["y"] + answer["height"] - run["y"] < 900, (run, answer)
+    expect(page.get_by_text("finished")).to_be_visible()
     page.screenshot(path=SHOTS / "phone.png", full_page=True)
 
 
@@ -536,11 +558,28 @@ def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, op
     expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)  # drawn once all three have ended
     assert [r["method"] for r in runs] == ["lvspec", "lvspec", "exact", "vanilla"]  # stopped, then a full run
     assert all(r["closed"] for r in runs)
+    # Every tab shows the second run, and only it.
+    expect(page.locator("#banner")).to_contain_text("finished")
+    lvspec_text = page.locator("#col-lvspec .tok").all_inner_texts()
+    page.get_by_role("tab", name="Live").click()
+    assert page.locator("#live .tok[data-i]").all_inner_texts() == lvspec_text
+    page.get_by_role("tab", name="Replay").click()
+    expect(page.locator("#race .lane")).to_have_count(3)
+    page.get_by_role("tab", name="Inspector").click()
+    rounds = page.locator("#round-table").inner_text()
+    assert f"Round 1: " in rounds
+    page.get_by_role("tab", name="Export").click()
+    expect(page.locator("#exports a[download='runs.json']")).to_be_visible()
 
     evil = hand_built_trace()
     evil.tokens[1].text = ' <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
     save_runs([evil], tmp_path / "runs.json")
     open_saved(page, tmp_path / "runs.json")
+    # A saved trace brings back its question and settings, and the banner says where it came from.
+    expect(page.locator("#banner")).to_contain_text("opened from runs.json")
+    expect(page.get_by_label("Question")).to_have_value(evil.prompt)
+    page.locator("#settings").get_by_text("Settings", exact=True).click()
+    expect(page.locator("#k input[type=number]")).to_have_value(str(evil.params.k))
     page.get_by_role("tab", name="Live").click()
     expect(page.locator("#live")).to_contain_text('<img src=x onerror="window.pwned=1">', timeout=WAIT)
     assert page.evaluate("window.pwned") is None
@@ -589,3 +628,61 @@ def test_a_composed_scene_renders_runs_and_has_its_facts_checked():
             app.compose_clip(*bad, *none, "plain")
     with pytest.raises(gr.Error, match="1 to 3 objects"):
         app.compose_clip(*none, *none, *none, "plain")
+
+
+def loose_fact_change() -> tuple[str, str]:
+    """A shipped clip and question on which LVSpec at λ = 0.95, ε = 0 (loose fillers, no guard) names what the
+    clip does not show, found by running the embedded pair: the case the fact flags are for."""
+    from lvspec.decode import Settings, generate
+    from lvspec.models import load_pair
+    from lvspec.toyworld import DRAFT, TARGET, VIDEOS
+    from lvspec.toyworld.answers import PROMPTS
+    from lvspec.toyworld.factcheck import false_words, scene_of
+    from lvspec.video import read_video
+
+    pair = load_pair(str(TARGET), str(DRAFT), device="cpu")
+    for item in json.loads((VIDEOS / "examples.json").read_text()):
+        scene = scene_of(str(VIDEOS / item["video"]))
+        clip = read_video(VIDEOS / item["video"])
+        for s in scene.shapes:
+            prompt = PROMPTS["medium"].format(colour=s.colour, shape=s.shape)
+            trace = generate(pair, clip, prompt, "lvspec", Settings(lam=0.95, min_ratio=0.0))
+            if false_words([t.text for t in trace.tokens], scene):
+                return item["video"], prompt
+    pytest.fail("no shipped clip on which λ = 0.95, ε = 0 changes a fact")
+
+
+@pytest.mark.slow
+def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scene(app_module, open_page):
+    from playwright.sync_api import expect
+
+    name, question = loose_fact_change()
+    page = open_page(app_module.url, viewport={"width": 1500, "height": 1100})
+    page.get_by_text("Example clips and questions").wait_for()
+    row = next(question for path, question in app_module.example_rows() if Path(path).name == name)
+    page.get_by_role("row", name=row).first.click()  # the example row of that clip
+    expect(page.locator("#video video")).to_be_visible()
+    page.get_by_label("Question").fill(question)
+    page.locator("#settings").get_by_text("Settings", exact=True).click()
+    for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
+        page.locator(f"{slider} input[type=number]").fill(value)
+        page.locator(f"{slider} input[type=number]").press("Enter")
+    page.locator("#run").click()
+    page.get_by_role("tab", name="Side by side").click()
+    expect(page.get_by_text("Wall time by phase")).to_be_visible()
+    expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0")
+    expect(page.locator("#col-lvspec .tok.false").first).to_be_visible()  # the contradicted word, marked ✗
+    expect(page.get_by_text("LVSpec changed the facts")).to_be_visible()
+    expect(page.get_by_text("The clip (its facts known")).to_be_visible()  # and the clip's true facts
+    page.get_by_role("tab", name="Live").click()
+    expect(page.locator("#live .tok.false").first).to_be_visible()
+    page.screenshot(path=SHOTS / "fact-flag.png", full_page=True)
+
+    page.get_by_text("Compose a scene").click()  # its first object is a red circle moving right
+    page.locator("#compose-render").click()
+    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.")
+    expect(page.locator("#video video")).to_have_attribute("src", re.compile(r"red-circle\.mp4"))
+    page.locator("#run").click()
+    page.get_by_role("tab", name="Side by side").click()
+    expect(page.get_by_text("red circle moves right.")).to_be_visible()  # the composed clip's facts, known
+    expect(page.locator("#banner")).to_contain_text("red-circle.mp4")

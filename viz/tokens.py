@@ -64,6 +64,8 @@ padding:8px 10px;border-radius:6px}}
 .lvs th,.lvs td{{border:1px solid #D1D5DB;padding:2px 6px;text-align:center;white-space:pre}}
 .lvs th{{background:#F3F4F6;text-align:left}}
 .lvs .stop{{outline:2px solid #DC2626;outline-offset:-2px}}
+.lvs [data-pos]{{cursor:pointer}}
+.lvs .picked{{box-shadow:0 0 0 3px #2563EB}}
 .lvs .tok.false{{outline:2px dashed #B91C1C;outline-offset:1px}}
 .lvs .tok.false::after{{content:"✗";color:#B91C1C;font-size:0.75em;vertical-align:super}}
 .lvs del{{color:#B91C1C;background:#FEE2E2}}
@@ -140,9 +142,11 @@ def _tooltip(token: TokenEvent, rnd: Round | None, pos: int, id_to_text: IdToTex
 
 
 def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText | None = None,
-                false: set[int] = frozenset()) -> str:
+                false: set[int] = frozenset(), picked: tuple[int, int] | None = None) -> str:
     """One ``<span class="tok v-VERDICT [anchor]">`` per TokenEvent, in order, with a tooltip each; the
-    tokens at the indices in ``false`` (words the clip contradicts, where its facts are known) marked."""
+    tokens at the indices in ``false`` (words the clip contradicts, where its facts are known) marked, and
+    the token at ``picked`` (round, position in it) outlined. Each drafted token carries its run, round and
+    position (``data-method``/``data-round``/``data-pos``), so a click on it can open it in the inspector."""
     id_to_text = id_to_text or (trace.token_text if trace.vocab else None)
     rounds = {r.index: r for r in trace.rounds}
     spans = []
@@ -152,11 +156,14 @@ def tokens_html(trace: RunTrace, palette: str = "default", id_to_text: IdToText 
         if i in false:
             classes += " false"
             title += "&#10;✗ not what the clip shows"
+        classes += " picked" if (token.round, pos) == picked else ""
+        drafted = token.round in rounds and pos < len(rounds[token.round].draft_ids)
+        where = f' data-pos="{pos}"' if drafted else ""
         spans.append(
-            f'<span class="{classes}" data-round="{token.round}" data-i="{i}" title="{title}">'
+            f'<span class="{classes}" data-round="{token.round}"{where} data-i="{i}" title="{title}">'
             f"{_shown(token.text)}</span>"
         )
-    return _wrap(palette, "".join(spans))
+    return _wrap(palette, f'<div data-method="{escape(trace.method)}">{"".join(spans)}</div>')
 
 
 def run_label(video: str | None, prompt: str, s: Settings) -> str:
@@ -185,9 +192,11 @@ def exact_match_stop(rnd: Round) -> int | None:
 
 
 def round_table_html(
-    trace: RunTrace, round_index: int, id_to_text: IdToText | None = None, palette: str = "default"
+    trace: RunTrace, round_index: int, id_to_text: IdToText | None = None, palette: str = "default",
+    picked: int | None = None,
 ) -> str:
-    """One column per draft position: what the draft said, what the target wanted, and why the verdict."""
+    """One column per draft position: what the draft said, what the target wanted, and why the verdict; the
+    ``picked`` position's column outlined, and every cell naming its position (``data-pos``) for a click."""
     id_to_text = id_to_text or (trace.token_text if trace.vocab else None)
     rnd = next((r for r in trace.rounds if r.index == round_index), None)
     if rnd is None:
@@ -217,8 +226,9 @@ def round_table_html(
 
     def cell(tag: str, i: int, value: str, classes: tuple[str, ...] = ()) -> str:
         classes += ("stop",) if i == stop else ()
+        classes += ("picked",) if i == picked else ()
         attr = f' class="{" ".join(classes)}"' if classes else ""
-        return f"<{tag}{attr}>{escape(value)}</{tag}>"
+        return f'<{tag}{attr} data-round="{rnd.index}" data-pos="{i}">{escape(value)}</{tag}>'
 
     def td(name: str, i: int, value: str) -> str:
         marked = name == "anchor" and rnd.anchor[i]
@@ -235,7 +245,8 @@ def round_table_html(
         f"Round {rnd.index}: {k} drafted · {accepted} accepted · {rnd.committed} committed · "
         f"exact-match SD would {stop_note}"
     )
-    table = f'<div style="overflow-x:auto"><table>{header}{body}</table></div>'
+    table = (f'<div style="overflow-x:auto" data-method="{escape(trace.method)}"><table>{header}{body}</table>'
+             "</div>")
     return _wrap(palette, f"<p>{escape(caption)}</p>{table}")
 
 

@@ -214,6 +214,9 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
 OBJECT_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 
 
+ON_OBJECT = 0.25  # a video token is on an object when the object covers at least this share of it
+
+
 def object_shares(masks: np.ndarray, n_objects: int, grid: tuple[int, int, int]) -> torch.Tensor:
     """(tokens, 1 + n_objects): how much of each video token the background and each object cover, for
     frame masks (T, H, W) and the LLM's grid of (time, rows, columns) merged tokens; a token spans two

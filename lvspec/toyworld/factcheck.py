@@ -10,10 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from . import VIDEOS
 from .answers import _COLOUR_WORDS, _COUNT_WORDS, _MOTION_WORDS, _SHAPE_WORDS, stated
+from .samples import composed_masks, example_masks
 from .world import Scene, ShapeSpec
 
 
@@ -34,25 +38,41 @@ def _digest(path: str | Path) -> str:
 
 
 def remember(path: str | Path, scene: Scene) -> None:
-    """Know ``scene`` as the truth of the clip at ``path`` (one a user composed), wherever it is copied to."""
+    """Know ``scene`` as the truth of the clip at ``path`` (one a user composed with `samples.write_clip`'s
+    defaults), wherever it is copied to."""
     _composed[_digest(path)] = scene
 
 
 def scene_of(path: str | None) -> Scene | None:
     """The scene of a shipped example clip (same name, same bytes) or of a composed one (same bytes),
-    wherever the app keeps its copy; else None. Read once per file version: the live view asks every redraw."""
+    wherever the app keeps its copy; else None."""
+    known = _known(path)
+    return known[0] if known else None
+
+
+def masks_of(path: str | None) -> np.ndarray | None:
+    """Which object covers each pixel of a shipped or composed clip, (frames, H, W) with 0 the background and
+    i the scene's object i, as the renderer drew it; else None."""
+    known = _known(path)
+    return known[1]() if known else None
+
+
+def _known(path: str | None) -> tuple[Scene, Callable[[], np.ndarray]] | None:
+    """Read once per file version: the live view asks at every redraw."""
     if not path or not Path(path).is_file():
         return None
     stat = Path(path).stat()
-    return _scene_at(str(path), stat.st_mtime_ns, stat.st_size, len(_composed))
+    return _known_at(str(path), stat.st_mtime_ns, stat.st_size, len(_composed))
 
 
 @functools.lru_cache(maxsize=64)
-def _scene_at(path: str, mtime_ns: int, size: int, composed: int) -> Scene | None:
-    scene = shipped_scenes().get(Path(path).name)
-    if scene and Path(path).read_bytes() == (VIDEOS / Path(path).name).read_bytes():
-        return scene
-    return _composed.get(_digest(path))
+def _known_at(path: str, mtime_ns: int, size: int, composed: int) -> tuple[Scene, Callable[[], np.ndarray]] | None:
+    name = Path(path).name
+    scene = shipped_scenes().get(name)
+    if scene and Path(path).read_bytes() == (VIDEOS / name).read_bytes():
+        return scene, functools.cache(lambda: example_masks(name))
+    scene = _composed.get(_digest(path))
+    return (scene, functools.cache(lambda: composed_masks(scene))) if scene else None
 
 
 def false_words(texts: list[str], scene: Scene) -> set[int]:
@@ -104,3 +124,27 @@ def fact_report(prompt: str, reference: str, other: str, scene: Scene | None = N
         truth = [f"{s.colour} {s.shape} {_doing(s.motion)}" for s in scene.shapes]
         lines.append(f"**The clip** (its facts known: a shipped or composed scene): {'; '.join(truth)}.")
     return "\n\n".join(lines)
+
+
+def look_report(looks: list[int], grid: list[int], masks: np.ndarray, scene: Scene, word: str) -> str:
+    """Markdown: how many of a drafted token's top-N video tokens (``looks``, indices into the LLM's ``grid``)
+    lie on an object of the clip (``masks`` at the frames the model read), and, for a colour or shape word,
+    whether they find the object it names."""
+    from .data import ON_OBJECT, object_shares
+
+    shares = object_shares(masks, len(scene.shapes), (grid[0], grid[1], grid[2]))[looks, 1:] >= ON_OBJECT
+    names = [f"{s.colour} {s.shape}" for s in scene.shapes]
+    n, anywhere = len(looks), int(shares.any(1).sum())
+    per = ", ".join(f"{names[i]} {int(c)}" for i, c in enumerate(shares.sum(0)) if c)
+    spread = f"{anywhere} of its top {n} video tokens lie on an object" + (f" ({per})" if per else "")
+    word = word.strip().lower()
+    canon = _COLOUR_WORDS.get(word) or _SHAPE_WORDS.get(word)
+    named = next((i for i, s in enumerate(scene.shapes) if canon in (s.colour, s.shape)), None)
+    if named is None and canon:
+        return f"**“{word}” names no object of this clip.** {spread}."
+    if named is None:
+        return f"**A phrasing word:** {spread}; the rest on the background."
+    hits = int(shares[:, named].sum())
+    verdict = "finds its object" if hits * 2 >= n else "misses its object"
+    return (f"**“{word}” {verdict}:** {hits} of its top {n} video tokens lie on the {names[named]} it names; "
+            f"{spread}.")

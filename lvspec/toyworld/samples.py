@@ -11,7 +11,7 @@ import numpy as np
 from .answers import PROMPTS
 from .longform import choice
 from .clipio import write_mp4
-from .world import TRANSLATIONS, Scene, ShapeSpec, render
+from .world import TRANSLATIONS, Scene, ShapeSpec, render_labelled
 
 S = ShapeSpec
 EXAMPLES: list[tuple[str, Scene, str]] = [
@@ -62,18 +62,39 @@ def compose(objects: list[tuple[str, str, str]], background: str) -> Scene:
     return Scene(tuple(ShapeSpec(s, c, m) for c, s, m in objects), background)
 
 
+def labelled_clip(scene: Scene, rng: np.random.Generator, style: str = "default") -> tuple[np.ndarray, np.ndarray]:
+    """``scene`` drawn as the example clips are (160×120, 16 frames) with its object masks (`render_labelled`)."""
+    return render_labelled(scene, rng, 160, 120, 16, style=style)
+
+
+def example_rng(i: int, seed: int = 7) -> np.random.Generator:
+    """The draws behind shipped example ``i``: its clip, then its questions (re-drawn, they give its masks)."""
+    return np.random.default_rng((2, seed, i))
+
+
 def write_clip(scene: Scene, path: Path, seed: int = 0, style: str = "default") -> Path:
-    """Render ``scene`` as the example clips are (160×120, 16 frames at 8 fps) and write it as MP4."""
-    write_mp4(render(scene, np.random.default_rng(seed), 160, 120, 16, style=style), path, fps=8)
+    """Render ``scene`` as the example clips are (at 8 fps) and write it as MP4; `composed_masks` redraws its
+    object masks."""
+    write_mp4(labelled_clip(scene, np.random.default_rng(seed), style)[0], path, fps=8)
     return path
+
+
+def composed_masks(scene: Scene, seed: int = 0, style: str = "default") -> np.ndarray:
+    return labelled_clip(scene, np.random.default_rng(seed), style)[1]
+
+
+def example_masks(name: str) -> np.ndarray | None:
+    """The object masks of the shipped example clip ``name`` (None for any other name)."""
+    i = next((i for i, (n, _, _) in enumerate(EXAMPLES) if f"{n}.mp4" == name), None)
+    return None if i is None else labelled_clip(EXAMPLES[i][1], example_rng(i), EXAMPLES[i][2])[1]
 
 
 def write_samples(folder: Path, seed: int = 7) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     index = []
     for i, (name, scene, style) in enumerate(EXAMPLES):
-        rng = np.random.default_rng((2, seed, i))
-        frames = render(scene, rng, 160, 120, 16, style=style)
+        rng = example_rng(i, seed)
+        frames = labelled_clip(scene, rng, style)[0]
         write_mp4(frames, folder / f"{name}.mp4", fps=8)
         index.append({"video": f"{name}.mp4", "prompts": prompts_for(scene, rng), "scene": asdict(scene)})
     path = folder / "examples.json"
