@@ -6,6 +6,7 @@ import re
 import time
 
 import numpy as np
+import torch
 import pytest
 
 from lvspec.toyworld import answers as A
@@ -427,3 +428,33 @@ def test_each_style_prefers_its_own_word_where_a_frame_offers_two():
         words = [_choose_words("the video [shows|presents] it.", rng, style) for _ in range(400)]
         share = sum(w == f"the video {own} it." for w in words) / len(words)
         assert 0.55 < share < 0.75 and set(words) == {"the video shows it.", "the video presents it."}
+
+
+def test_shipped_clips_know_their_object_masks_and_the_heat_note_finds_or_misses_the_named_object():
+    import av
+
+    from lvspec.toyworld import VIDEOS
+    from lvspec.toyworld.data import object_shares
+    from lvspec.toyworld.factcheck import look_report, masks_of, scene_of
+    from lvspec.toyworld.samples import EXAMPLES, example_rng, labelled_clip
+
+    path = VIDEOS / "three-shapes.mp4"
+    scene, masks = scene_of(str(path)), masks_of(str(path))
+    with av.open(str(path)) as container:
+        shipped = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    i = next(i for i, (name, _, _) in enumerate(EXAMPLES) if name == "three-shapes")
+    redrawn = labelled_clip(scene, example_rng(i), "default")[0]
+    assert np.abs(shipped.astype(int) - redrawn).mean() < 6  # the redraw is the shipped clip, up to the codec
+    assert masks.shape == shipped.shape[:3] and set(np.unique(masks)) == {0, 1, 2, 3}
+    grid = [8, 15, 20]  # time steps, rows, columns of merged tokens
+    shares = object_shares(masks, 3, tuple(grid))
+    star = next(j for j, s in enumerate(scene.shapes) if s.shape == "star") + 1
+    on = torch.argsort(shares[:, star], descending=True)[:10].tolist()
+    off = torch.argsort(shares[:, 1:].sum(1))[:10].tolist()
+    assert look_report(on, grid, masks, scene, " star") == (
+        "**“star” finds its object:** 10 of its top 10 video tokens lie on the purple star it names, 0 on other "
+        "objects, 0 on the background.")
+    assert "“purple” misses its object:** 0 of its top 10" in look_report(off, grid, masks, scene, "purple")
+    assert look_report(on, grid, masks, scene, " the").startswith("**A phrasing word:** 10 of its top 10")
+    assert "names no object of this clip" in look_report(on, grid, masks, scene, "green")
+    assert masks_of(None) is None and masks_of(str(VIDEOS / "examples.json")) is None

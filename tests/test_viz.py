@@ -163,10 +163,14 @@ def test_palettes_cover_every_verdict_and_keep_dark_text_readable():
 
 def test_round_table_marks_where_exact_match_would_stop():
     table = viz.round_table_html(lvspec_trace(tau=0.5), 1, id_to_text=decode)
-    assert '<th class="stop">2</th>' in table and table.count("stops here") == 1
+    assert '<th class="stop" data-round="1" data-pos="1">2</th>' in table and table.count("stops here") == 1
     assert table.count(">accept<") == 1 and "stop at position 2" in table
     assert "0.800 ≥ τ" in table and "0.100 &lt; τ" in table
-    assert '<td class="v-loose stop">loose</td>' in table and "“ red”" in table
+    assert '<td class="v-loose stop" data-round="1" data-pos="1">loose</td>' in table and "“ red”" in table
+    picked = viz.round_table_html(lvspec_trace(tau=0.5), 1, id_to_text=decode, picked=0)
+    assert len(re.findall(r'class="[^"]*picked" data-round="1" data-pos="0"', picked)) == picked.count("<tr>")
+    tokens = viz.tokens_html(lvspec_trace(), picked=(1, 1))
+    assert tokens.count(" picked") == 1 and 'data-method="lvspec"' in tokens
     full = viz.round_table_html(lvspec_trace(), 2)
     assert "stops here" not in full and "accept all" in full and "τ" not in full
     assert "no draft" in viz.round_table_html(vanilla_trace(), 1)

@@ -134,17 +134,16 @@ def look_report(looks: list[int], grid: list[int], masks: np.ndarray, scene: Sce
 
     shares = object_shares(masks, len(scene.shapes), (grid[0], grid[1], grid[2]))[looks, 1:] >= ON_OBJECT
     names = [f"{s.colour} {s.shape}" for s in scene.shapes]
-    n, anywhere = len(looks), int(shares.any(1).sum())
+    n, background = len(looks), int((~shares.any(1)).sum())
     per = ", ".join(f"{names[i]} {int(c)}" for i, c in enumerate(shares.sum(0)) if c)
-    spread = f"{anywhere} of its top {n} video tokens lie on an object" + (f" ({per})" if per else "")
     word = word.strip().lower()
     canon = _COLOUR_WORDS.get(word) or _SHAPE_WORDS.get(word)
     named = next((i for i, s in enumerate(scene.shapes) if canon in (s.colour, s.shape)), None)
-    if named is None and canon:
-        return f"**“{word}” names no object of this clip.** {spread}."
     if named is None:
-        return f"**A phrasing word:** {spread}; the rest on the background."
+        head = f"“{word}” names no object of this clip" if canon else "A phrasing word"
+        return (f"**{head}:** {n - background} of its top {n} video tokens lie on an object"
+                + (f" ({per})" if per else "") + f", {background} on the background.")
     hits = int(shares[:, named].sum())
     verdict = "finds its object" if hits * 2 >= n else "misses its object"
-    return (f"**“{word}” {verdict}:** {hits} of its top {n} video tokens lie on the {names[named]} it names; "
-            f"{spread}.")
+    return (f"**“{word}” {verdict}:** {hits} of its top {n} video tokens lie on the {names[named]} it names, "
+            f"{n - hits - background} on other objects, {background} on the background.")
