@@ -159,13 +159,13 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     expect(page.locator("#round-table th.picked")).to_have_text(str(at[1] + 1))
     expect(page.locator("#heat-note")).to_contain_text("lie on the red circle it names")
     expect(page.locator("#live .tok.picked")).to_have_count(1)
+    page.screenshot(path=SHOTS / "inspector.png", full_page=True)
     heat = page.locator("#inspector-tab .grid-wrap img").first.get_attribute("src")
     # A click on another column of the round table (a rejected or unexamined draft too) moves the heat.
     other = 0 if at[1] else 1
     page.locator(f"#round-table td[data-pos='{other}']").first.click()
     expect(page.locator("#round-table th.picked")).to_have_text(str(other + 1))
     expect(page.locator("#inspector-tab .grid-wrap img").first).not_to_have_attribute("src", heat)
-    page.screenshot(path=SHOTS / "inspector.png", full_page=True)
 
     page.get_by_role("tab", name="Replay").click()
     page.locator("#step").click()
