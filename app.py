@@ -159,7 +159,7 @@ def summary(trace: RunTrace) -> str:
 def answer_html(trace: RunTrace, palette: str, picked: Picked | None = None) -> str:
     """The answer's tokens; where the clip's facts are known (a shipped or composed scene), the words it
     contradicts are marked; the token chosen in the Inspector (``picked``) is outlined."""
-    scene = scene_of(trace.video.path)
+    scene = known_scene(trace.video.path)
     false = false_words([t.text for t in trace.tokens], scene) if scene else frozenset()
     at = picked[1:] if picked and picked[0] == trace.method else None
     return viz.tokens_html(trace, palette, false=false, picked=at)
@@ -193,7 +193,7 @@ def views(traces: list[RunTrace], palette: str) -> dict:
     diff, facts = "<p><i>needs a vanilla and an LVSpec run</i></p>", ""
     if vanilla is not None and "lvspec" in runs:
         diff = viz.word_diff_html(vanilla.text, runs["lvspec"].text)
-        scene = scene_of(main.video.path)
+        scene = known_scene(main.video.path)
         if scene is not None or main.target == str(TARGET):  # answers in the toy world's words: facts parse
             facts = fact_report(main.prompt, vanilla.text, runs["lvspec"].text, scene)
     inspected = [t.method for t in drafted]
@@ -244,6 +244,7 @@ def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max
     yield {state: [runs[m] for m in COMPARED]}
 
 
+COMPOSED = Path(tempfile.gettempdir()) / "lvspec-scenes"  # clips the Compose panel rendered
 SHIPPED_RUN = Path(__file__).parent / "docs" / "bench" / "run.jsonl"  # `bench --run` on the toy suite
 ERROR_COLUMNS = ["item", "config", "facts", "parts at", "verdict", "drafted → target", "question"]
 
@@ -295,7 +296,8 @@ def compose_clip(*choices):
     except UserError as e:
         raise gr.Error(str(e)) from None
     name = "-".join(f"{c}-{s}" for c, s, _ in objects)
-    path = write_clip(scene, Path(tempfile.mkdtemp(prefix="lvspec-scene-")) / f"{name}.mp4")
+    COMPOSED.mkdir(exist_ok=True)
+    path = write_clip(scene, Path(tempfile.mkdtemp(dir=COMPOSED)) / f"{name}.mp4")
     remember(path, scene)
     return str(path), "Describe the video in detail."
 
@@ -392,18 +394,24 @@ def where_it_looks(trace: RunTrace, rnd: Round, position: int) -> dict:
             clip = None
     looks = rnd.looks[position]
     note = "*The clip's objects are not known here (only for shipped and composed clips).*"
-    scene, masks = scene_of(path), masks_of(path)
-    if clip is not None and scene is not None and masks is not None:
+    scene = known_scene(path)
+    if clip is not None and scene is not None:
+        masks = masks_of(path)
         word = trace.token_text(rnd.draft_ids[position])
         note = look_report(looks, trace.video.grid, masks[np.clip(clip.indices, 0, len(masks) - 1)], scene, word)
     return {anchor_gallery: overlays(looks, trace.video.grid, clip.frames if clip else None), heat_note: note}
+
+
+def known_scene(path: str | None):
+    """The facts of a clip the app may read (`readable_video`) that is a shipped or composed scene, else None."""
+    return scene_of(path) if path and readable_video(path) else None
 
 
 def readable_video(path: str) -> bool:
     """Whether a trace's video may be read here: a shipped clip or an upload, never any other file
     (a saved trace names whatever path its author wrote into it)."""
     real = Path(path).resolve()
-    roots = (VIDEOS, Path(gr.utils.get_upload_folder()))
+    roots = (VIDEOS, COMPOSED, Path(gr.utils.get_upload_folder()))
     return real.is_file() and any(real.is_relative_to(root.resolve()) for root in roots)
 
 

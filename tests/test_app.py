@@ -224,12 +224,15 @@ def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     html = shown[app.live] + shown[app.columns["lvspec"]]
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "no vanilla run here" in shown[app.columns["vanilla"]]
-    table = app.inspect_round(shown[app.state], "lvspec", 1, "default")[1]
+    table = app.inspect_round(shown[app.state], "lvspec", 1, "default", None)[1]
     assert "<script>" not in table and "“ big”" in table  # the round's words come from the trace itself
     assert sorted(Path(p).name for p in shown[app.exports]) == [
         "acceptance-histogram-lvspec.png", "accepted-length-lvspec.png", "runs.json", "timing.png"]
-    images = app.anchor_view(shown[app.state], "lvspec", 1, 1)
+    chosen = app.choose_position(shown[app.state], "lvspec", 1, 1, "default")
+    images = chosen[app.anchor_gallery]
     assert len(images) == 2 and images[0][0].shape == (28, 56, 3)  # video gone: heat on a grey 1×2 grid
+    assert "not known here" in chosen[app.heat_note] and chosen[app.picked] == ("lvspec", 1, 1)
+    assert 'class="picked' in chosen[app.round_table] and " picked" in chosen[app.live]
 
     bad = tmp_path / "bad.json"
     bad.write_text('{"method": "lvspec", "surprise": 1}')
@@ -530,8 +533,15 @@ def test_a_saved_trace_cannot_make_the_app_read_other_files(app_module, tmp_path
         assert not app.readable_video(path)
     trace = hand_built_trace()
     trace.video.path = str(outside)
-    images = app.anchor_view([trace], "lvspec", 1, 1)
-    assert images[0][0].shape == (28, 56, 3)  # drawn on grey: the file named in the trace was not opened
+    opened = []
+    real = app.read_video
+    app.read_video = lambda path, *args, **kwargs: opened.append(path) or real(path, *args, **kwargs)
+    try:
+        chosen = app.choose_position([trace], "lvspec", 1, 1, "default")
+        assert app.known_scene(str(outside)) is None and app.known_scene("/etc/passwd") is None
+    finally:
+        app.read_video = real
+    assert chosen[app.anchor_gallery][0][0].shape == (28, 56, 3) and not opened  # drawn on grey: not opened
 
 
 def open_saved(page, path: Path) -> None:
