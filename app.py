@@ -364,20 +364,31 @@ def pick(traces: list[RunTrace], evt: gr.EventData):
             anchor_token: gr.Dropdown(choices=viz.drafted_positions(trace, chosen[1]), value=chosen[2])}
 
 
-def choose_position(traces: list[RunTrace], method: str | None, index: float, position: int | None, palette: str):
-    """The drafted position chosen in the Inspector, marked everywhere: its column in the round table, its
-    token in Live and Side by side, where it looks on the frames and how much of that lies on an object."""
+def show_position(traces: list[RunTrace], method: str | None, index: float, position: int | None, palette: str,
+                  chosen: Picked | None):
+    """The Inspector's drafted position: its column in the round table, where it looks on the frames and how
+    much of that lies on an object; its token outlined in Live and Side by side where the user ``chosen`` it
+    (a click, or the drop-down), not where the Inspector merely opened on a round's first anchor."""
     trace = by_method(traces or []).get(method)
     if trace is None or position is None or not trace.rounds:
         return {anchor_gallery: [], heat_note: ""}
     index = int(min(max(1, index or 1), len(trace.rounds)))
-    chosen = (trace.method, index, int(position))
-    runs = by_method(traces)
-    main = main_run(traces)
-    marked = {picked: chosen, round_table: viz.round_table_html(trace, index, palette=palette, picked=chosen[2]),
-              live: viz.legend_html(palette) + answer_html(main, palette, chosen),
-              **{columns[m]: column_html(runs.get(m), palette, f"no {m} run here", chosen) for m in COMPARED}}
-    return marked | where_it_looks(trace, trace.rounds[index - 1], chosen[2])
+    here = (trace.method, index, int(position))
+    mark = chosen if chosen == here else None
+    runs, main = by_method(traces), main_run(traces)
+    return ({round_table: viz.round_table_html(trace, index, palette=palette, picked=here[2]),
+             live: viz.legend_html(palette) + answer_html(main, palette, mark),
+             **{columns[m]: column_html(runs.get(m), palette, f"no {m} run here", mark) for m in COMPARED}}
+            | where_it_looks(trace, trace.rounds[index - 1], here[2]))
+
+
+def choose_position(traces: list[RunTrace], method: str | None, index: float, position: int | None, palette: str):
+    """The user chose a drafted position from the Inspector's list: shown, and marked in the answers."""
+    trace = by_method(traces or []).get(method)
+    if trace is None or position is None or not trace.rounds:
+        return {}
+    chosen = (trace.method, int(min(max(1, index or 1), len(trace.rounds))), int(position))
+    return {picked: chosen} | show_position(traces, method, index, position, palette, chosen)
 
 
 def where_it_looks(trace: RunTrace, rnd: Round, position: int) -> dict:
@@ -590,9 +601,12 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     inspect_outputs = [round_index, round_table, lengths_plot, histogram_plot, anchor_token]
                     inspect_method.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
                     round_index.change(inspect_round, inspect_inputs, inspect_outputs, api_visibility="private")
-                    anchor_token.change(choose_position, [state, inspect_method, round_index, anchor_token, palette],
-                                        [picked, round_table, live, *columns.values(), anchor_gallery, heat_note],
+                    position_views = [round_table, live, *columns.values(), anchor_gallery, heat_note]
+                    position_inputs = [state, inspect_method, round_index, anchor_token, palette]
+                    anchor_token.change(show_position, [*position_inputs, picked], position_views,
                                         api_visibility="private")
+                    anchor_token.input(choose_position, position_inputs, [picked, *position_views],
+                                       api_visibility="private")
                     for view in (live, *columns.values(), round_table):
                         view.pick(pick, state, [picked, inspect_method, round_index, tabs, anchor_token],
                                   api_visibility="private")

@@ -152,6 +152,7 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
 
     # A click on a token in Live opens it in the Inspector: its round, its position, where it looks.
     page.get_by_role("tab", name="Live").click()
+    expect(page.locator("#live .tok.picked")).to_have_count(0)  # nothing chosen yet
     colour = page.locator("#live .tok[data-pos]", has_text="red").first
     at = (colour.get_attribute("data-round"), int(colour.get_attribute("data-pos")))
     colour.click()
@@ -233,6 +234,8 @@ def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
     assert len(images) == 2 and images[0][0].shape == (28, 56, 3)  # video gone: heat on a grey 1×2 grid
     assert "not known here" in chosen[app.heat_note] and chosen[app.picked] == ("lvspec", 1, 1)
     assert 'class="picked' in chosen[app.round_table] and " picked" in chosen[app.live]
+    opened = app.show_position(shown[app.state], "lvspec", 1, 1, "default", None)  # not the user's choice
+    assert 'class="picked' in opened[app.round_table] and " picked" not in opened[app.live]
 
     bad = tmp_path / "bad.json"
     bad.write_text('{"method": "lvspec", "surprise": 1}')
