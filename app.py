@@ -353,15 +353,16 @@ def inspect_round(traces: list[RunTrace], method: str | None, index: float, pale
     )
 
 
-def pick(traces: list[RunTrace], evt: gr.EventData):
+def pick(traces: list[RunTrace], palette: str, evt: gr.EventData):
     """A drafted token clicked in Live, Side by side or the round table: the Inspector opens on its run, round
     and position (rejected drafts are clickable in the round table)."""
     trace = by_method(traces or []).get(evt.method)
     if trace is None or trace.draft is None or not 1 <= int(evt.round) <= len(trace.rounds):
         return {}  # a token of a run without drafts, or of a run still decoding
     chosen = (trace.method, int(evt.round), int(evt.pos))
-    return {picked: chosen, inspect_method: trace.method, round_index: chosen[1], tabs: gr.Tabs(selected="inspector"),
-            anchor_token: gr.Dropdown(choices=viz.drafted_positions(trace, chosen[1]), value=chosen[2])}
+    return ({picked: chosen, inspect_method: trace.method, round_index: chosen[1], tabs: gr.Tabs(selected="inspector"),
+             anchor_token: gr.Dropdown(choices=viz.drafted_positions(trace, chosen[1]), value=chosen[2])}
+            | show_position(traces, *chosen, palette, chosen))
 
 
 def show_position(traces: list[RunTrace], method: str | None, index: float, position: int | None, palette: str,
@@ -608,7 +609,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                     anchor_token.input(choose_position, position_inputs, [picked, *position_views],
                                        api_visibility="private")
                     for view in (live, *columns.values(), round_table):
-                        view.pick(pick, state, [picked, inspect_method, round_index, tabs, anchor_token],
+                        view.pick(pick, [state, palette],
+                                  [picked, inspect_method, round_index, tabs, anchor_token, *position_views],
                                   api_visibility="private")
                 with gr.Tab("Frontier", id="frontier"):
                     gr.Markdown("**Speed against quality kept** over a suite of clips: LVSpec at each λ and shift "

@@ -153,7 +153,7 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     # A click on a token in Live opens it in the Inspector: its round, its position, where it looks.
     page.get_by_role("tab", name="Live").click()
     expect(page.locator("#live .tok.picked")).to_have_count(0)  # nothing chosen yet
-    colour = page.locator("#live .tok[data-pos]", has_text="red").first
+    colour = page.locator("#live .tok.v-exact[data-pos]").filter(has_text=re.compile(r"^\s*red\s*$")).first  # drafted "red"
     at = (colour.get_attribute("data-round"), int(colour.get_attribute("data-pos")))
     colour.click()
     expect(page.locator("#round-table")).to_contain_text(f"Round {at[0]}:")
