@@ -333,11 +333,16 @@ def asked(trace: RunTrace) -> dict:
             draft_keep: s.draft_keep, self_draft: s.self_draft} | ({video: str(clip)} if scene_of(str(clip)) else {})
 
 
+def round_number(trace: RunTrace, index: float | None) -> int:
+    """The round a slider value names, within the run's rounds (a slider may hold a float or nothing)."""
+    return int(min(max(1, index or 1), len(trace.rounds)))
+
+
 def inspect_round(traces: list[RunTrace], method: str | None, index: float, palette: str, picked: Picked | None):
     trace = by_method(traces or []).get(method)
     if trace is None or not trace.rounds:
         return gr.Slider(), "<p><i>run a drafting method first</i></p>", None, None, gr.Dropdown(choices=[])
-    index = int(min(max(1, index or 1), len(trace.rounds)))
+    index = round_number(trace, index)
     drafted = viz.drafted_positions(trace, index)  # this round's, rejected drafts too
     first = next((pos for pos, a in enumerate(trace.rounds[index - 1].anchor) if a), 0) if drafted else None
     if picked and picked[:2] == (method, index):  # a click chose this round's position
@@ -373,7 +378,7 @@ def show_position(traces: list[RunTrace], method: str | None, index: float, posi
     trace = by_method(traces or []).get(method)
     if trace is None or position is None or not trace.rounds:
         return {anchor_gallery: [], heat_note: ""}
-    index = int(min(max(1, index or 1), len(trace.rounds)))
+    index = round_number(trace, index)
     here = (trace.method, index, int(position))
     mark = chosen if chosen == here else None
     runs, main = by_method(traces), main_run(traces)
@@ -388,7 +393,7 @@ def choose_position(traces: list[RunTrace], method: str | None, index: float, po
     trace = by_method(traces or []).get(method)
     if trace is None or position is None or not trace.rounds:
         return {}
-    chosen = (trace.method, int(min(max(1, index or 1), len(trace.rounds))), int(position))
+    chosen = (trace.method, round_number(trace, index), int(position))
     return {picked: chosen} | show_position(traces, method, index, position, palette, chosen)
 
 

@@ -122,8 +122,8 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     page = open_page(app_url, viewport={"width": 1500, "height": 1100}, accept_downloads=True)
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video in detail.").first.click()
-    expect(page.locator("#video video")).to_be_visible()
-    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.")
+    expect(page.locator("#video video")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.", timeout=WAIT)
     # Count the coloured tokens in the live panel at every change of it, from before the run starts.
     page.evaluate(
         """() => { window.liveCounts = []; const el = document.querySelector('#live');
@@ -131,10 +131,10 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
           .observe(el, {subtree: true, childList: true, characterData: true}); }"""
     )
     page.locator("#run").click()
-    expect(page.locator("#live .tok").first).to_be_visible()
+    expect(page.locator("#live .tok").first).to_be_visible(timeout=WAIT)
     page.get_by_role("tab", name="Side by side").click()
-    expect(page.locator("#col-vanilla .tok").first).to_be_visible()
-    expect(page.get_by_text("Wall time by phase")).to_be_visible()
+    expect(page.locator("#col-vanilla .tok").first).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)
     counts = [c for c in page.evaluate("window.liveCounts") if c]
     final = page.locator("#live .tok").count()
     assert any(0 < c < final for c in counts), f"tokens appeared only at the end: {counts} → {final}"
@@ -147,35 +147,35 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     page.screenshot(path=SHOTS / "main.png", full_page=True)
 
     page.get_by_role("tab", name="Inspector").click()
-    expect(page.locator("#round-table table")).to_be_visible()
-    expect(page.locator("#round-table")).to_contain_text("exact-match SD")
+    expect(page.locator("#round-table table")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#round-table")).to_contain_text("exact-match SD", timeout=WAIT)
 
     # A click on a token in Live opens it in the Inspector: its round, its position, where it looks.
     page.get_by_role("tab", name="Live").click()
-    expect(page.locator("#live .tok.picked")).to_have_count(0)  # nothing chosen yet
+    expect(page.locator("#live .tok.picked")).to_have_count(0, timeout=WAIT)  # nothing chosen yet
     colour = page.locator("#live .tok.v-exact[data-pos]").filter(has_text=re.compile(r"^\s*red\s*$")).first  # drafted "red"
     at = (colour.get_attribute("data-round"), int(colour.get_attribute("data-pos")))
     colour.click()
-    expect(page.locator("#round-table")).to_contain_text(f"Round {at[0]}:")
-    expect(page.locator("#round-table th.picked")).to_have_text(str(at[1] + 1))
-    expect(page.locator("#heat-note")).to_contain_text("lie on the red circle it names")
-    expect(page.locator("#live .tok.picked")).to_have_count(1)
+    expect(page.locator("#round-table")).to_contain_text(f"Round {at[0]}:", timeout=WAIT)
+    expect(page.locator("#round-table th.picked")).to_have_text(str(at[1] + 1), timeout=WAIT)
+    expect(page.locator("#heat-note")).to_contain_text("lie on the red circle it names", timeout=WAIT)
+    expect(page.locator("#live .tok.picked")).to_have_count(1, timeout=WAIT)
     page.screenshot(path=SHOTS / "inspector.png", full_page=True)
     heat = page.locator("#inspector-tab .grid-wrap img").first.get_attribute("src")
     # A click on another column of the round table (a rejected or unexamined draft too) moves the heat.
     other = 0 if at[1] else 1
     page.locator(f"#round-table td[data-pos='{other}']").first.click()
-    expect(page.locator("#round-table th.picked")).to_have_text(str(other + 1))
-    expect(page.locator("#inspector-tab .grid-wrap img").first).not_to_have_attribute("src", heat)
+    expect(page.locator("#round-table th.picked")).to_have_text(str(other + 1), timeout=WAIT)
+    expect(page.locator("#inspector-tab .grid-wrap img").first).not_to_have_attribute("src", heat, timeout=WAIT)
 
     page.get_by_role("tab", name="Replay").click()
     page.locator("#step").click()
-    expect(page.locator("#race .lane")).to_have_count(3)
+    expect(page.locator("#race .lane")).to_have_count(3, timeout=WAIT)
     page.screenshot(path=SHOTS / "replay.png", full_page=True)
 
     page.get_by_role("tab", name="Export").click()
     link = page.locator("#exports a[download='runs.json']")
-    expect(link).to_be_visible()
+    expect(link).to_be_visible(timeout=WAIT)
     assert not page.locator("#exports .label-clear-button").first.is_visible()  # downloads only: no "×"
     with page.expect_download() as download:
         link.click()
@@ -188,13 +188,13 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     page.set_viewport_size({"width": 420, "height": 900})  # a phone: the answer is on the screen Run is on
     page.reload()
     page.get_by_role("row", name="Describe the video in detail.").first.click()
-    expect(page.locator("#video video")).to_be_visible()
+    expect(page.locator("#video video")).to_be_visible(timeout=WAIT)
     page.locator("#run").scroll_into_view_if_needed()
     page.locator("#run").click()
-    expect(page.locator("#live .tok").first).to_be_visible()
+    expect(page.locator("#live .tok").first).to_be_visible(timeout=WAIT)
     run, answer = page.locator("#run").bounding_box(), page.locator("#live .tok").first.bounding_box()
     assert 0 <= answer["y"] + answer["height"] - run["y"] < 900, (run, answer)
-    expect(page.get_by_text("finished")).to_be_visible()
+    expect(page.get_by_text("finished")).to_be_visible(timeout=WAIT)
     page.screenshot(path=SHOTS / "phone.png", full_page=True)
 
 
@@ -204,13 +204,13 @@ def test_browser_errors_tab_opens_the_shipped_run_and_a_row_fills_the_inspector(
 
     page = open_page(app_url, viewport={"width": 1500, "height": 1100})
     page.get_by_role("tab", name="Errors").click()
-    expect(page.get_by_text("with changed facts")).to_be_visible()  # the shipped run file, listed
+    expect(page.get_by_text("with changed facts")).to_be_visible(timeout=WAIT)  # the shipped run file, listed
     row = page.locator("#errors-table").get_by_text("changed", exact=True).filter(visible=True).first
-    expect(row).to_be_visible()
+    expect(row).to_be_visible(timeout=WAIT)
     row.click()
-    expect(page.locator("#banner")).to_contain_text("of run.jsonl")
+    expect(page.locator("#banner")).to_contain_text("of run.jsonl", timeout=WAIT)
     page.get_by_role("tab", name="Inspector").click()
-    expect(page.locator("#round-table table")).to_be_visible()
+    expect(page.locator("#round-table table")).to_be_visible(timeout=WAIT)
 
 
 def test_saved_trace_opens_with_no_model_and_model_text_stays_text(tmp_path):
@@ -560,7 +560,7 @@ def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, op
     page = open_page(app_module.url, viewport={"width": 1400, "height": 1000})
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video.").first.click()
-    expect(page.locator("#video video")).to_be_visible()  # the example's clip is in the box before Run
+    expect(page.locator("#video video")).to_be_visible(timeout=WAIT)  # the example's clip is in the box before Run
     page.locator("#run").click()
     expect(page.locator("#live .tok[data-i]").first).to_be_visible(timeout=WAIT)  # the first round is in
     page.get_by_role("button", name="Stop").click()
@@ -572,27 +572,27 @@ def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, op
     assert [r["method"] for r in runs] == ["lvspec", "lvspec", "exact", "vanilla"]  # stopped, then a full run
     assert all(r["closed"] for r in runs)
     # Every tab shows the second run, and only it.
-    expect(page.locator("#banner")).to_contain_text("finished")
+    expect(page.locator("#banner")).to_contain_text("finished", timeout=WAIT)
     lvspec_text = page.locator("#col-lvspec .tok").all_inner_texts()
     page.get_by_role("tab", name="Live").click()
     assert page.locator("#live .tok[data-i]").all_inner_texts() == lvspec_text
     page.get_by_role("tab", name="Replay").click()
-    expect(page.locator("#race .lane")).to_have_count(3)
+    expect(page.locator("#race .lane")).to_have_count(3, timeout=WAIT)
     page.get_by_role("tab", name="Inspector").click()
     rounds = page.locator("#round-table").inner_text()
     assert f"Round 1: " in rounds
     page.get_by_role("tab", name="Export").click()
-    expect(page.locator("#exports a[download='runs.json']")).to_be_visible()
+    expect(page.locator("#exports a[download='runs.json']")).to_be_visible(timeout=WAIT)
 
     evil = hand_built_trace()
     evil.tokens[1].text = ' <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
     save_runs([evil], tmp_path / "runs.json")
     open_saved(page, tmp_path / "runs.json")
     # A saved trace brings back its question and settings, and the banner says where it came from.
-    expect(page.locator("#banner")).to_contain_text("opened from runs.json")
-    expect(page.get_by_label("Question")).to_have_value(evil.prompt)
+    expect(page.locator("#banner")).to_contain_text("opened from runs.json", timeout=WAIT)
+    expect(page.get_by_label("Question")).to_have_value(evil.prompt, timeout=WAIT)
     page.locator("#settings").get_by_text("Settings", exact=True).click()
-    expect(page.locator("#k input[type=number]")).to_have_value(str(evil.params.k))
+    expect(page.locator("#k input[type=number]")).to_have_value(str(evil.params.k), timeout=WAIT)
     page.get_by_role("tab", name="Live").click()
     expect(page.locator("#live")).to_contain_text('<img src=x onerror="window.pwned=1">', timeout=WAIT)
     assert page.evaluate("window.pwned") is None
@@ -674,7 +674,7 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
     page.get_by_text("Example clips and questions").wait_for()
     row = next(question for path, question in app_module.example_rows() if Path(path).name == name)
     page.get_by_role("row", name=row).first.click()  # the example row of that clip
-    expect(page.locator("#video video")).to_be_visible()
+    expect(page.locator("#video video")).to_be_visible(timeout=WAIT)
     page.get_by_label("Question").fill(question)
     page.locator("#settings").get_by_text("Settings", exact=True).click()
     for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
@@ -682,20 +682,20 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
         page.locator(f"{slider} input[type=number]").press("Enter")
     page.locator("#run").click()
     page.get_by_role("tab", name="Side by side").click()
-    expect(page.get_by_text("Wall time by phase")).to_be_visible()
-    expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0")
-    expect(page.locator("#col-lvspec .tok.false").first).to_be_visible()  # the contradicted word, marked ✗
-    expect(page.get_by_text("LVSpec changed the facts")).to_be_visible()
-    expect(page.get_by_text("The clip (its facts known")).to_be_visible()  # and the clip's true facts
+    expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0", timeout=WAIT)
+    expect(page.locator("#col-lvspec .tok.false").first).to_be_visible(timeout=WAIT)  # the contradicted word, marked ✗
+    expect(page.get_by_text("LVSpec changed the facts")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text("The clip (its facts known")).to_be_visible(timeout=WAIT)  # and the clip's true facts
     page.get_by_role("tab", name="Live").click()
-    expect(page.locator("#live .tok.false").first).to_be_visible()
+    expect(page.locator("#live .tok.false").first).to_be_visible(timeout=WAIT)
     page.screenshot(path=SHOTS / "fact-flag.png", full_page=True)
 
     page.get_by_text("Compose a scene").click()  # its first object is a red circle moving right
     page.locator("#compose-render").click()
-    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.")
-    expect(page.locator("#video video")).to_have_attribute("src", re.compile(r"red-circle\.mp4"))
+    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.", timeout=WAIT)
+    expect(page.locator("#video video")).to_have_attribute("src", re.compile(r"red-circle\.mp4"), timeout=WAIT)
     page.locator("#run").click()
     page.get_by_role("tab", name="Side by side").click()
-    expect(page.get_by_text("red circle moves right.")).to_be_visible()  # the composed clip's facts, known
-    expect(page.locator("#banner")).to_contain_text("red-circle.mp4")
+    expect(page.get_by_text("red circle moves right.")).to_be_visible(timeout=WAIT)  # the composed clip's facts, known
+    expect(page.locator("#banner")).to_contain_text("red-circle.mp4", timeout=WAIT)
