@@ -84,6 +84,19 @@ def test_a_training_mix_leans_on_crowded_clips_and_descriptions():
     assert crowded > 0.8 and describe > 0.6 and describe0 < 0.6 and crowded > crowded0
 
 
+def test_multiple_choice_repeats_within_a_clip_only_where_asked():
+    """Other kinds stay once per conversation (a repeat would be answered from the earlier reply)."""
+    from lvspec.toyworld.data import Mix
+
+    def kinds(repeat):
+        mix = Mix(choice=0.6, repeat_choice=repeat)
+        return [[t.kind for t in make_sample((TRAIN, 5, 0, i), "target", 4, mix=mix).turns] for i in range(60)]
+
+    repeated, once = kinds(True), kinds(False)
+    assert any(k.count("choice") > 1 for k in repeated)
+    assert all(k.count(kind) <= 1 for k in once for kind in k)
+    assert all(k.count(kind) <= 1 for k in repeated for kind in k if kind != "choice")
+
 def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_word_names():
     """A reply begun in the other style's words is context, not a target; a choice's letter carries the
     answer's weight; a colour or shape word points at the object-weight row of the object it names."""

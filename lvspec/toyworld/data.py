@@ -64,6 +64,7 @@ class Mix:
     choice: float | None = None  # share of multiple-choice questions (the world's: 0.12)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
+    repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
 
     @property
     def shares(self) -> dict[str, float]:
@@ -103,7 +104,10 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
     n_turns, turns, asked = int(rng.integers(1, max_turns + 1)), [], set()
     while len(turns) < n_turns:
         prompt, kind = sample_prompt(scene, rng, mix.shares)
-        if kind in asked:  # a repeated kind would be answered from the earlier reply, not the clip
+        # A repeated kind would be answered from the earlier reply, not the clip; a multiple-choice question
+        # may repeat where asked (``mix.repeat_choice``): its letter is looked up in its own options, a copy
+        # a small model learns from many examples, and one per clip was too few.
+        if kind in asked and not (kind == "choice" and mix.repeat_choice):
             continue
         asked.add(kind)
         if kind == "detailed" and rng.random() < mix.mixed:
