@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -155,8 +157,11 @@ def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
     from lvspec.toyworld import DRAFT, TARGET
     from lvspec.toyworld.recipe import commands
 
-    stages = [dict(zip(line.split()[4::2], line.split()[5::2]))
-              for line in commands({"target": TARGET, "draft": DRAFT}) if not line.startswith("#")]
+    lines = commands({"target": TARGET, "draft": DRAFT})
+    runs = [dict(zip(line.split()[4::2], line.split()[5::2])) for line in lines]
+    # a stage whose settings changed on resume is two commands on one work folder, the first stopped early
+    stages = [run for run, after in zip(runs, [*runs[1:], {}]) if run["--work"] != after.get("--work")]
+    assert all("--stop-at" in run for run in runs if run not in stages)
     written: list[str] = []
     for role in ("target", "draft"):
         chain = [flags for flags in stages if flags.get("--role", "target") == role]
@@ -167,3 +172,39 @@ def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
             source = stage.get("--tokenizer-from")  # an earlier stage's model or its work folder's processor
             assert source is None or source in written or source.removesuffix("/processor") in written
             written += [stage["--out"], stage["--work"]]
+
+
+def test_the_recipe_in_the_docs_is_the_one_the_shipped_records_give():
+    import re
+    from pathlib import Path
+
+    from lvspec.toyworld import DRAFT, TARGET
+    from lvspec.toyworld.recipe import commands
+
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text, flags=re.S)[1]
+    documented = [" ".join(line.split()) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert documented == commands({"target": TARGET, "draft": DRAFT})
+
+
+def test_a_stage_stopped_early_and_resumed_ends_bit_for_bit_where_an_unbroken_run_does(tmp_path):
+    """``--stop-at`` keeps the schedule of ``--steps``, and a checkpoint resumes exactly: the recipe's re-saved
+    and resumed stages are the runs they record (on one machine and thread count: bf16 rounds per CPU)."""
+    from safetensors.torch import load_file
+
+    from lvspec.toyworld import DRAFT
+    from lvspec.toyworld.train import TrainConfig, train
+
+    def run(name, **kw):
+        c = TrainConfig(role="draft", init=str(DRAFT), steps=4, batch_size=2, max_turns=1, warmup=1, lr=1e-3,
+                        checkpoint_every=1, threads=1, work=str(tmp_path / name), out=str(tmp_path / name / "model"),
+                        **kw)
+        return train(c)
+
+    stopped = run("broken", stop_at=2)
+    record = json.loads((stopped / "training.json").read_text())
+    assert record["config"]["stop_at"] == 2 and record["final_loss"] is not None
+    resumed, unbroken = run("broken"), run("unbroken")
+    a, b = load_file(resumed / "model.safetensors"), load_file(unbroken / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], load_file(DRAFT / "model.safetensors")[k]) for k in a)  # it trained

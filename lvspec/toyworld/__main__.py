@@ -20,7 +20,7 @@ def main() -> None:
     for f in fields(TrainConfig):
         value = getattr(defaults, f.name)
         if value is None:
-            kind = float if f.type.startswith("float") else str
+            kind = {"float": float, "int": int}.get(f.type.split(" | ")[0], str)
         else:
             kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
         t.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value)

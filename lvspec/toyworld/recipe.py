@@ -2,9 +2,10 @@
 configuration, newest first (``continues``); this prints them oldest first as ``train`` commands.
 
 A stage starts from the one before it (``continues`` is its ``init``'s record), and a ``tokenizer_from`` is
-renamed to the folder of the stage that wrote it, so the list runs as it stands on a fresh clone. What a record cannot say is printed beside the stage: a stage
-that ran for seconds re-saved a longer run stopped at that step (its learning-rate schedule was the longer
-run's), and a stage whose settings changed on resume carries only its last ones.
+renamed to the folder of the stage that wrote it, so the list runs as it stands on a fresh clone. A stage
+stopped before the end of its learning-rate schedule says so (``stop_at``); one whose settings changed on
+resume runs as two commands on one work folder, the first with the settings it began with (a record's
+``began_with``). What a record cannot say, the version of the code each stage ran, docs/training.md does.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from .train import TrainConfig
-
-RESAVED_S = 5.0  # a stage this short loaded a checkpoint and saved it
-
 
 def stages(model: Path) -> list[dict]:
     """A model's training records, oldest first."""
@@ -44,10 +42,13 @@ def commands(models: dict[str, Path]) -> list[str]:
             renamed[record["config"]["out"]] = out
             renamed[str(Path(record["config"].get("work", work)) / "processor")] = f"{work}/processor"
             c |= {"work": work, "out": out}
-            flags = [f"--{f.name.replace('_', '-')} {c[f.name]}" for f in fields(TrainConfig)
-                     if f.name in ("work", "out") or c.get(f.name) is not None and c[f.name] != getattr(defaults, f.name)]
-            seconds = record.get("seconds_this_run")
-            if seconds is not None and seconds < RESAVED_S:
-                lines.append(f"# stage {i + 1} ran with more --steps and was stopped and saved at step {c['steps']}")
-            lines.append("python -m lvspec.toyworld train " + " ".join(flags))
+            began = record.get("began_with")
+            lines += [command(c | began, defaults)] if began else []
+            lines.append(command(c, defaults))
     return lines
+
+
+def command(c: dict, defaults: TrainConfig) -> str:
+    flags = [f"--{f.name.replace('_', '-')} {c[f.name]}" for f in fields(TrainConfig)
+             if f.name in ("work", "out") or c.get(f.name) is not None and c[f.name] != getattr(defaults, f.name)]
+    return "python -m lvspec.toyworld train " + " ".join(flags)

@@ -51,6 +51,7 @@ class TrainConfig:
     render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
     extend_vocab: bool = False  # give the long-form tasks' words their own tokens (`vocab.extend_tokenizer`)
     steps: int = 3000
+    stop_at: int | None = None  # stop and save at this step, the learning-rate schedule still that of `steps`
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 100
@@ -314,10 +315,11 @@ def train(c: TrainConfig) -> Path:
     style = c.role
     mix = Mix(c.multi_shape, c.describe, c.choice, c.mixed, tuple(float(w) for w in c.render_styles.split(",")),
               c.repeat_choice)
-    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, c.steps, mix)
+    end = c.stop_at or c.steps
+    batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, end, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
     model.train()
-    bar = tqdm(loader, initial=start, total=c.steps, desc=f"train {c.role}", dynamic_ncols=True)
+    bar = tqdm(loader, initial=start, total=end, desc=f"train {c.role}", dynamic_ncols=True)
     t0 = time.time()
     for step, batch in enumerate(bar, start=start):
         for group in opt.param_groups:
@@ -333,7 +335,7 @@ def train(c: TrainConfig) -> Path:
         opt.zero_grad(set_to_none=True)
         history.append((step, parts["readout" if c.stage == "vision" else "answer"]))
         bar.set_postfix({name: f"{value:.3f}" for name, value in parts.items()})
-        if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
+        if (step + 1) % c.checkpoint_every == 0 or step + 1 == end:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1, "history": history,
                      "readout": readout.state_dict() if readout else None}
             torch.save(state, work / "checkpoint.tmp")
