@@ -99,6 +99,7 @@ def test_multiple_choice_repeats_within_a_clip_only_where_asked():
     assert all(k.count(kind) <= 1 for k in once for kind in k)
     assert all(k.count(kind) <= 1 for k in repeated for kind in k if kind != "choice")
 
+
 def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_word_names():
     """A reply begun in the other style's words is context, not a target; a choice's letter carries the
     answer's weight; a colour or shape word points at the object-weight row of the object it names."""

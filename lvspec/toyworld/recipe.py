@@ -29,7 +29,7 @@ def stages(model: Path) -> list[dict]:
 def commands(models: dict[str, Path]) -> list[str]:
     """``train`` commands for each role's stages in turn (the target's first: a draft borrows its tokenizer)."""
     renamed: dict[str, str] = {}  # a recorded output (model or processor folder) -> its folder in the recipe
-    lines, defaults = [], TrainConfig()
+    lines = []
     for role, model in models.items():
         chain = stages(model)
         for i, record in enumerate(chain):
@@ -42,13 +42,15 @@ def commands(models: dict[str, Path]) -> list[str]:
             renamed[record["config"]["out"]] = out
             renamed[str(Path(record["config"].get("work", work)) / "processor")] = f"{work}/processor"
             c |= {"work": work, "out": out}
-            began = record.get("began_with")
-            lines += [command(c | began, defaults)] if began else []
-            lines.append(command(c, defaults))
+            if began := record.get("began_with"):
+                lines.append(command(c | began))
+            lines.append(command(c))
     return lines
 
 
-def command(c: dict, defaults: TrainConfig) -> str:
+def command(c: dict) -> str:
+    """One ``train`` command: the work and output folders, and every setting that differs from the default."""
+    defaults = TrainConfig()
     flags = [f"--{f.name.replace('_', '-')} {c[f.name]}" for f in fields(TrainConfig)
              if f.name in ("work", "out") or c.get(f.name) is not None and c[f.name] != getattr(defaults, f.name)]
     return "python -m lvspec.toyworld train " + " ".join(flags)
