@@ -20,6 +20,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from .errors import UserError
 from .models import ModelPair, Prompt, Reading
+from .multiple_choice import option_token_ids
 from .policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView, Vanilla
 from .pruning import kept_tokens, prefill_signal, pruned
 from .relevance import LayerTap, relevance, unit_rows
@@ -195,7 +196,7 @@ def make_drafter(pair: ModelPair, policy: Policy, s: Settings) -> NoDraft:
     return ModelDraft(pair, pair.draft, pair.draft_name, s.draft_keep)
 
 
-def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], stops: frozenset[int]) -> RoundView:
+def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], strict: frozenset[int]) -> RoundView:
     """What the policy sees of a round: the target's greedy tokens and probabilities at each position."""
     probs = logits.softmax(-1)
     target_ids = logits.argmax(-1)
@@ -208,7 +209,7 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
         p_draft=probs[: len(drafts)].gather(-1, drafted[:, None])[:, 0].tolist(),
         p_top=probs[: len(drafts)].gather(-1, target_ids[: len(drafts), None])[:, 0].tolist(),
         relevance=scores,
-        stop_ids=stops,
+        strict_ids=strict,
         entropy3=(-(top3 * top3.clamp_min(1e-12).log()).sum(-1)).tolist(),
     )
 
@@ -216,6 +217,7 @@ def round_view(logits: torch.Tensor, drafts: list[int], scores: list[float], sto
 @torch.inference_mode()
 def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Settings = Settings()) -> Iterator[RunTrace]:
     policy, stops = make_policy(method, settings), pair.stop_ids
+    strict = stops | option_token_ids(pair.tokenizer, prompt)  # never relaxed (`policies`)
     drafter = make_drafter(pair, policy, settings)
     reading = pair.read(clip, prompt)
     trace = RunTrace(method, settings, pair.target_name, drafter.name, prompt, clip.info())
@@ -242,7 +244,7 @@ def stream(pair: ModelPair, clip: Clip, prompt: str, method: str, settings: Sett
             logits, hidden = verify(target, committed, drafts, tap)
             t2 = clock()
             scores, looks = (x.tolist() for x in relevance(hidden[1:], video, settings.top_n))
-            view = round_view(logits, drafts, scores, stops)
+            view = round_view(logits, drafts, scores, strict)
             decision = policy.decide(view)
             t3 = clock()
             events = commit(committed, view, decision, len(trace.rounds) + 1, text, stops)

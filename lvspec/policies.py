@@ -4,6 +4,10 @@ Each policy is a small class with one method, ``decide``; the decode loop never 
 Verdicts per draft position: ``exact`` (draft == target), ``loose`` (filler accepted as drafted),
 ``shift`` (the same word sits within ``window`` positions in the other sequence), ``reject`` (the round
 ends; the target's token is committed instead) and ``skip`` (after a reject, never examined).
+
+Some tokens are strict by rule whatever their relevance (``RoundView.strict_ids``): a stop token, which
+would end the answer, and the tokens that name an option of a multiple-choice prompt, whose one fact is the
+option picked (`multiple_choice`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ class RoundView:
     p_draft: list[float]  # p_i(d_i): the target's probability of the draft's token
     p_top: list[float]  # p_i(t_i)
     relevance: list[float]  # visual relevance of each draft position
-    stop_ids: frozenset[int] = field(default_factory=frozenset)
+    strict_ids: frozenset[int] = field(default_factory=frozenset)  # never relaxed, drafted or wanted
     entropy3: list[float] = field(default_factory=list)  # entropy (nats) of the target's top 3, renormalised
 
     @property
     def k(self) -> int:
         return len(self.draft_ids)
+
+    @property
+    def strict(self) -> list[bool]:
+        """Per draft position: whether a strict token is drafted or wanted there."""
+        return [d in self.strict_ids or t in self.strict_ids for d, t in zip(self.draft_ids, self.target_ids)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class LVSpec(Policy):
     ``lam``: share of each round's positions relaxed. ``tau``: relevance at or above which a position is
     an anchor whatever its rank. ``min_ratio`` ε: a filler mismatch passes only if
     p(d_i) ≥ ε·p(t_i). ``window`` w: shift tolerance (0 = off). ``shift_anchors``: whether shift may
-    salvage anchors too, or only fillers. A stop token, drafted or wanted, is never relaxed.
+    salvage anchors too, or only fillers. A position where a strict token is drafted or wanted is an anchor,
+    and a mismatch there is never salvaged.
     """
 
     lam: float = 0.7
@@ -98,15 +108,13 @@ class LVSpec(Policy):
         return anchors(view.relevance, self.lam, self.tau)
 
     def anchors(self, view: RoundView) -> list[bool]:
-        ranked = self.ranked_anchors(view)
-        stops = view.stop_ids
-        return [a or d in stops or t in stops for a, d, t in zip(ranked, view.draft_ids, view.target_ids)]
+        return [a or s for a, s in zip(self.ranked_anchors(view), view.strict)]
 
     def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
             return "exact"
-        if d in view.stop_ids or t in view.stop_ids:
+        if view.strict[i]:
             return "reject"
         if (self.shift_anchors or not anchor) and self.shifted(view, i):
             return "shift"
@@ -143,20 +151,21 @@ class FLy(Policy):
     A mismatch where the target's top-3 entropy is below ``gate`` (it knows what it wants) is rejected.
     Elsewhere it is accepted as drafted if the next ``defer`` draft tokens of the round all match the
     target (the wording diverged but the answer goes on the same way); with no later token left in the
-    round to judge by, it is rejected. Positions under the gate are recorded as the strict ones (anchors).
+    round to judge by, it is rejected. Positions under the gate, and those of strict tokens, are the
+    strict ones (anchors).
     """
 
     gate: float = 0.3
     defer: int = 5
 
     def anchors(self, view: RoundView) -> list[bool]:
-        return [h < self.gate for h in view.entropy3]
+        return [h < self.gate or s for h, s in zip(view.entropy3, view.strict)]
 
     def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
             return "exact"
-        if anchor or d in view.stop_ids or t in view.stop_ids:
+        if anchor:
             return "reject"
         later = range(i + 1, min(i + 1 + self.defer, view.k))
         if later and all(view.draft_ids[j] == view.target_ids[j] for j in later):

@@ -55,6 +55,27 @@ def test_every_example_prompt_gets_an_answer_about_its_kind(embedded):
             assert all(stated[kind] for kind in asked), (prompt, text)
 
 
+def test_a_multiple_choice_answer_keeps_the_targets_letter_under_the_papers_rule(embedded):
+    """The tokens that name an option are strict by rule: where the draft proposes or the target wants one,
+    the position is an anchor and only the target's own token passes, so the letter picked is vanilla's."""
+    from lvspec.bench import PAPER_RULE
+    from lvspec.multiple_choice import lettered_options, option_token_ids
+
+    checked = 0
+    for example in EXAMPLES:
+        clip = read_video(VIDEOS / example["video"])
+        for prompt in filter(lettered_options, example["prompts"]):
+            strict = option_token_ids(embedded.tokenizer, prompt)
+            runs = {m: generate(embedded, clip, prompt, m, Settings(**PAPER_RULE, max_new_tokens=32))
+                    for m in ("vanilla", "lvspec")}
+            assert chosen_letter(runs["lvspec"].text) == chosen_letter(runs["vanilla"].text), runs["lvspec"].text
+            for rnd in runs["lvspec"].rounds:
+                for d, t, anchor, verdict in zip(rnd.draft_ids, rnd.target_ids, rnd.anchor, rnd.verdicts):
+                    assert not {d, t} & strict or (anchor and verdict in ("exact", "reject", "skip"))
+            checked += 1
+    assert checked >= 4
+
+
 def test_anchors_command_scores_the_flag_against_the_true_visual_words(tmp_path):
     out = tmp_path / "anchors.json"
     res = subprocess.run([sys.executable, "-m", "lvspec", "anchors", "--n", "3", "--layers", "0,6", "--top-ns", "1,10",

@@ -107,6 +107,36 @@ def test_stop_tokens_are_never_relaxed():
     assert wanted.verdicts[0] == "reject"
 
 
+@pytest.mark.parametrize("method", ["lvspec", "random", "fly"])
+def test_strict_tokens_are_anchors_that_neither_loose_nor_shift_keeps(method):
+    """Two option letters (5, 6) swapped: a filler's loose pass or a shift would keep the draft's letter,
+    unless the letters are strict."""
+    flat = logits_for([6, 5, 3], second=[5, 6, 9], margin=0.5)  # an unsure target: FLy defers judgement
+    policy = make_policy(method, Settings(lam=1.0, window=3, min_ratio=0.0))
+    relaxed = policy.decide(round_view(flat, [5, 6], [0.0, 0.0], frozenset({STOP})))
+    assert relaxed.verdicts[0] in ("loose", "shift") or method == "fly"
+    strict = policy.decide(round_view(flat, [5, 6], [0.0, 0.0], frozenset({STOP, 5, 6})))
+    assert strict.verdicts == ["reject", "skip"] and strict.anchor[0]
+
+
+def test_option_tokens_are_the_letters_and_words_of_a_multiple_choice_prompt():
+    from transformers import AutoTokenizer
+
+    from lvspec.multiple_choice import lettered_options, option_token_ids
+    from lvspec.toyworld import TARGET
+
+    tok = AutoTokenizer.from_pretrained(TARGET)
+    prompt = "What colour is the circle?\nA. red\nB. blue\nC. it moves up\nD. green\nAnswer with the option's letter."
+    assert lettered_options(prompt) == {"A": "red", "B": "blue", "C": "it moves up", "D": "green"}
+    ids = option_token_ids(tok, prompt)
+    named = {tok.decode([i]).strip() for i in ids}
+    assert {"A", "B", "C", "D", "red", "blue", "moves", "up", "green"} <= named
+    assert not named & {"(", ")", ".", "", "circle", "colour"}  # punctuation and the question's words stay free
+    assert tok.encode(" B", add_special_tokens=False)[0] in ids and tok.encode("B", add_special_tokens=False)[0] in ids
+    for prompt in ("Describe the video in detail.", "Which is it?\nB. red\nC. blue", "A. only one option"):
+        assert lettered_options(prompt) == {} and option_token_ids(tok, prompt) == frozenset()
+
+
 def test_random_relaxes_the_same_share_without_relevance():
     d = decide("random", [1] * 10, [2] * 11, [1.0] * 10, lam=0.7, window=0)
     assert sum(d.anchor) == 3

@@ -104,8 +104,9 @@ def legend_html(palette: str = "default") -> str:
     """Verdict swatches with what each means, and how anchors are marked."""
     rows = [f'<div><span class="tok v-{v}">{v}</span>{escape(MEANINGS[v])}</div>' for v in VERDICTS]
     rows.append(
-        '<div><span class="tok anchor v-exact">anchor</span>bold underlined: a visually relevant position, '
-        "checked strictly; plain text is a filler</div>"
+        '<div><span class="tok anchor v-exact">anchor</span>bold underlined: a visually relevant position, or one '
+        "strict by rule (an end token, or a multiple-choice option's letter or word), checked strictly; plain text "
+        "is a filler</div>"
     )
     return _wrap(palette, f'<div class="legend">{"".join(rows)}</div>')
 

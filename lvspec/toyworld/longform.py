@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..multiple_choice import lettered_options
 from .wording import _choose_words, _counting, _motion_phrase, _noun, _pick
 from .world import SHAPES, Scene, ShapeSpec
 
@@ -247,10 +248,8 @@ def choice(scene: Scene, rng: np.random.Generator, fact: str | None = None, subj
 
 def parse_choice(prompt: str) -> tuple[str, dict[str, str]] | None:
     """The question line and the lettered options of a multiple-choice prompt (None if it is not one)."""
-    options = dict(re.findall(r"^\(?([A-D])[.)]\s*(.+?)\s*$", prompt, flags=re.M))
-    if len(options) < 2:
-        return None
-    return prompt.strip().splitlines()[0], options
+    options = lettered_options(prompt)
+    return (prompt.strip().splitlines()[0], options) if options else None
 
 
 def chosen_letter(text: str) -> str | None:
