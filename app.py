@@ -90,8 +90,8 @@ HEADER = """
 # LVSpec Studio
 **Loosely speculative decoding for video LLMs, token by token.** A small *draft* model proposes K tokens;
 the *target* checks them in one pass. Exact-match speculative decoding keeps a draft token only if it is the
-target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts) strictly,
-accepts *fillers* loosely and salvages tokens the target says a position or two away.
+target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts, and by
+rule a multiple-choice answer's option) strictly, accepts *fillers* loosely and salvages tokens the target says a position or two away.
 Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
 
 *The built-in pair is a toy* (Qwen2.5-VL class, a few MB, runs on a CPU) trained on clips of coloured shapes: it
