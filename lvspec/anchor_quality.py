@@ -44,7 +44,7 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
             for layer in layers for n in top_ns}
     layer_used = settings.layer if settings.layer is not None else n_layers // 2  # the decode loop's
     tasks: dict[str, dict] = {}
-    looks: dict[str, list[float]] = {"colour": [], "shape": []}
+    looks: dict[str, list[tuple[float, float]]] = {"colour": [], "shape": []}
     truths = []
     words = 0
     for item in items:
@@ -97,8 +97,18 @@ def anchor_table(pair: ModelPair, items: list[Item], settings: Settings, layers:
                       "recall": t["tp"] / t["visual"] if t["visual"] else None} for name, t in tasks.items()}
     return {"target": pair.target_name, "items": len(items), "answer_tokens": words, "k": settings.k,
             "lam": settings.lam, "tau": settings.tau, "layer": layer_used, "top_n": settings.top_n, "rows": table,
-            "tasks": by_task, "on_object": {kind: {"words": len(v), "share": sum(v) / len(v) if v else None}
-                                            for kind, v in looks.items()}}
+            "tasks": by_task, "on_object": {kind: _looks(v) for kind, v in looks.items()}}
+
+
+def _looks(words: list[tuple[float, float]]) -> dict:
+    """Mean on-object share of a fact type's words, the mean of its ceiling, and the share of the ceiling
+    reached (each word's share over its own ceiling): the last means the same whatever the objects' size."""
+    if not words:
+        return {"words": 0, "share": None, "ceiling": None, "of_ceiling": None}
+    share, ceiling = (sum(x) / len(words) for x in zip(*words))
+    reached = [s / c for s, c in words if c]
+    return {"words": len(words), "share": share, "ceiling": ceiling,
+            "of_ceiling": sum(reached) / len(reached) if reached else None}
 
 
 def _flags(score: torch.Tensor, settings: Settings) -> list[bool]:
@@ -107,9 +117,11 @@ def _flags(score: torch.Tensor, settings: Settings) -> list[bool]:
             for f in anchors(score[i : i + settings.k].tolist(), settings.lam, settings.tau)]
 
 
-def on_object(pair: ModelPair, clip, item: Item, texts: list[str], look: torch.Tensor) -> dict[str, list[float]]:
+def on_object(pair: ModelPair, clip, item: Item, texts: list[str], look: torch.Tensor
+              ) -> dict[str, list[tuple[float, float]]]:
     """For every colour and shape word of an answer: the share of its top-N video tokens (``look``, per
-    answer position) that lie on the object the word names (its mask covers ≥ `ON_OBJECT` of the token)."""
+    answer position) that lie on the object the word names (its mask covers ≥ `ON_OBJECT` of the token), and
+    the most that share can be: an object that covers fewer than N tokens leaves the rest of any top-N off it."""
     from .toyworld.data import ON_OBJECT, object_shares
 
     grid = pair.adapter.video_grid(pair.target.config, pair.inputs(clip, item.prompt))
@@ -117,11 +129,12 @@ def on_object(pair: ModelPair, clip, item: Item, texts: list[str], look: torch.T
     names = {}
     for i, spec in enumerate(item.scene.shapes, start=1):
         names[spec.colour], names[spec.shape] = ("colour", i), ("shape", i)
-    found: dict[str, list[float]] = {"colour": [], "shape": []}
+    found: dict[str, list[tuple[float, float]]] = {"colour": [], "shape": []}
     for text, tokens in zip(texts, look):
         if text in names:
             kind, label = names[text]
-            found[kind].append(float((shares[tokens, label] >= ON_OBJECT).float().mean()))
+            on = shares[:, label] >= ON_OBJECT
+            found[kind].append((float(on[tokens].float().mean()), min(1.0, int(on.sum()) / len(tokens))))
     return found
 
 
@@ -162,6 +175,8 @@ def print_anchor_table(table: dict) -> None:
         print(f"{name:<10} {t['answers']:>7} {t['tokens']:>7} {pct(t['visual_share']):>7} {pct(t['precision']):>9} "
               f"{pct(t['recall']):>7}")
     print(f"\nwhere colour and shape words look: share of their top-{table['top_n']} video tokens on the object they "
-          f"name (covering ≥ {ON_OBJECT:.0%} of the token)")
+          f"name (covering ≥ {ON_OBJECT:.0%} of the token); ceiling: the most it can be where an object covers fewer "
+          f"tokens than top-{table['top_n']}; of ceiling: each word's share over its own ceiling")
+    print(f"{'':<10} {'words':>5} {'on object':>9} {'ceiling':>8} {'of ceiling':>10}")
     for kind, o in table["on_object"].items():
-        print(f"{kind:<10} {o['words']:>5} words  {pct(o['share']):>7}")
+        print(f"{kind:<10} {o['words']:>5} {pct(o['share']):>9} {pct(o['ceiling']):>8} {pct(o['of_ceiling']):>10}")

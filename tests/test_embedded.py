@@ -91,7 +91,8 @@ def test_anchors_command_scores_the_flag_against_the_true_visual_words(tmp_path)
     assert sum(t["answers"] for t in table["tasks"].values()) == 3
     assert all(0 < t["visual_share"] < 1 and 0 < t["recall"] <= 1 for t in table["tasks"].values())
     looks = table["on_object"]
-    assert looks["colour"]["words"] > 0 and 0 <= looks["colour"]["share"] <= 1
+    assert looks["colour"]["words"] > 0 and 0 <= looks["colour"]["share"] <= looks["colour"]["ceiling"] <= 1
+    assert looks["colour"]["share"] <= looks["colour"]["of_ceiling"] <= 1
 
 
 def test_best_floor_is_the_threshold_with_the_highest_f1():
