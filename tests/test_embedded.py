@@ -150,7 +150,7 @@ def test_sample_suite_is_every_example_clip_with_its_prompts_and_facts():
 def test_target_reads_every_fact_type_of_held_out_clips(tmp_path):
     """The eval command's own path (rendered clip → mp4 → video reader → vanilla answer → parser) on clips
     no training step saw, asked the short questions and captions: the target states nearly every fact right
-    (it reads 95–96% of colours, shapes and counts and 89% of motions over 200 clips), and the draft is
+    (it reads 99–100% of colours, shapes and counts and 94% of motions over 200 clips), and the draft is
     clearly worse."""
     from lvspec.toyworld.evaluate import SHORT_KINDS, accuracy, held_out
 
