@@ -91,7 +91,8 @@ HEADER = """
 **Loosely speculative decoding for video LLMs, token by token.** A small *draft* model proposes K tokens;
 the *target* checks them in one pass. Exact-match speculative decoding keeps a draft token only if it is the
 target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts, and by
-rule a multiple-choice answer's option) strictly, accepts *fillers* loosely and salvages tokens the target says a position or two away.
+rule a multiple-choice answer's option) strictly, accepts *fillers* loosely (not one right before an anchor: it may
+have chosen that fact) and salvages tokens the target says a position or two away.
 Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
 
 *The built-in pair is a toy* (Qwen2.5-VL class, a few MB, runs on a CPU) trained on clips of coloured shapes: it
@@ -112,11 +113,12 @@ def load(target: str, draft: str, progress) -> serving.PairKey:
     return serving.load(target, draft, lambda fraction, message: progress(fraction, desc=message))
 
 
-def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_keep, self_draft) -> Settings:
+def settings_from(k, lam, top_n, tau, window, min_ratio, max_new_tokens, draft_keep, self_draft,
+                  commit_guard) -> Settings:
     return Settings(
         k=int(k), lam=float(lam), top_n=int(top_n), tau=float(tau) if tau else None, window=int(window),
         min_ratio=float(min_ratio), max_new_tokens=int(max_new_tokens), draft_keep=float(draft_keep),
-        self_draft=bool(self_draft),
+        self_draft=bool(self_draft), commit_guard=bool(commit_guard),
     )
 
 
@@ -218,11 +220,11 @@ def views(traces: list[RunTrace], palette: str) -> dict:
 
 @user_errors
 def run(video, prompt, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft,
-        palette, progress=gr.Progress()):
+        commit_guard, palette, progress=gr.Progress()):
     if not video:
         raise gr.Error("Upload a video or pick one of the examples first.")
     prompt = checked_prompt(prompt)
-    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft, commit_guard)
     key = load(target, "" if self_draft else draft, progress)
     running = f"**Shown:** {viz.run_label(video, prompt, settings)} — *running: the other tabs fill in when it ends*"
     # nothing of the previous run stays on screen beside this one
@@ -330,7 +332,7 @@ def asked(trace: RunTrace) -> dict:
     clip = VIDEOS / Path(trace.video.path or "").name
     return {prompt: trace.prompt, k: s.k, lam: s.lam, top_n: s.top_n, tau: s.tau or 0, window: s.window,
             min_ratio: s.min_ratio, max_new: s.max_new_tokens, frames: trace.video.n_frames or 16,
-            draft_keep: s.draft_keep, self_draft: s.self_draft} | ({video: str(clip)} if scene_of(str(clip)) else {})
+            draft_keep: s.draft_keep, self_draft: s.self_draft, commit_guard: s.commit_guard} | ({video: str(clip)} if scene_of(str(clip)) else {})
 
 
 def round_number(trace: RunTrace, index: float | None) -> int:
@@ -458,7 +460,7 @@ def step(traces: list[RunTrace], t: float, palette: str, by_round: bool = True):
 
 @user_errors
 def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, window, min_ratio, max_new, frames,
-                 draft_keep=1.0, self_draft=False, progress=gr.Progress()):
+                 draft_keep=1.0, self_draft=False, commit_guard=True, progress=gr.Progress()):
     """One run of ``method`` on the video and prompt; returns its RunTrace as a JSON string.
 
     A string, not a JSON component: gradio_client takes any object with a "path" key (the trace's video
@@ -468,7 +470,7 @@ def api_generate(video, prompt, method, target, draft, k, lam, top_n, tau, windo
         raise gr.Error("no video given")
     if method not in METHODS:
         raise gr.Error(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
-    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft)
+    settings = settings_from(k, lam, top_n, tau, window, min_ratio, max_new, draft_keep, self_draft, commit_guard)
     key = load(target, "" if self_draft else draft, progress)
     trace = None
     for _, trace in decode_runs(key, video, checked_prompt(prompt), settings, frames, methods=(method,)):
@@ -542,6 +544,8 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                 window = gr.Slider(0, 5, value=d.window, step=1, label="w: position-shift tolerance (0 = off)")
                 min_ratio = gr.Slider(0, 1, value=d.min_ratio, step=0.05,
                                       label="ε: filler guard, p(draft) ≥ ε·p(target)", elem_id="min-ratio")
+                commit_guard = gr.Checkbox(d.commit_guard, elem_id="commit-guard",
+                                           label="commit guard: a filler right before an anchor is judged strictly")
                 max_new = gr.Slider(8, 512, value=d.max_new_tokens, step=8, label="max new tokens")
                 frames = gr.Slider(2, 64, value=16, step=2, label="frames sampled from the video")
                 palette = gr.Radio(list(viz.PALETTES), value="default", label="token colours")
@@ -593,7 +597,9 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                         inspect_method = gr.Radio([], label="run")
                         round_index = gr.Slider(1, 2, value=1, step=1, label="round")
                     gr.Markdown("Click a column of the round table, or a token in Live or Side by side, to see where "
-                                "that drafted token looks.")
+                                "that drafted token looks. LVSpec rejects an anchor that differs from the target's "
+                                "token, and a filler that does where p(draft) < ε·p(own choice) or, with the commit "
+                                "guard, where the next position is an anchor.")
                     round_table = gr.HTML(elem_id="round-table", js_on_load=PICK_JS)
                     with gr.Row():
                         lengths_plot = gr.Plot(label="accepted length per round")
@@ -641,7 +647,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                                       interactive=False, elem_id="exports")
 
     # Run, Stop and Open reach every tab: wired here, below all of them.
-    settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft]
+    settings_inputs = [k, lam, top_n, tau, window, min_ratio, max_new, frames, draft_keep, self_draft, commit_guard]
     cleared = {timing_plot: None, speedup_plot: None, diff_html: "", facts_md: "", race: "", round_table: "",
                lengths_plot: None, histogram_plot: None, anchor_gallery: [], heat_note: "", picked: None, exports: None}
     outputs = [state, live, live_summary, *columns.values(), stage, inspect_method, *cleared]

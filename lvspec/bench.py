@@ -333,7 +333,7 @@ def by_task(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Sc
             for task, idx in rows.items() if idx}
 
 
-PAPER_RULE = dict(lam=0.7, min_ratio=0.0, tau=None, window=3)  # LVSpec as the paper sets it: no guard, no floor
+PAPER_RULE = dict(lam=0.7, min_ratio=0.0, tau=None, window=3, commit_guard=False)  # as the paper sets it: no guards
 
 
 def bench_configs(methods: list[str], settings: Settings) -> Configs:
@@ -350,14 +350,14 @@ SWEEP_WINDOWS = (0, 3)
 
 
 def unguarded(settings: Settings) -> Settings:
-    """The paper's own rule: no relevance floor τ, no filler guard ε."""
-    return replace(settings, tau=None, min_ratio=0.0)
+    """The paper's own rule: no relevance floor τ, no filler guard ε, no commit guard."""
+    return replace(settings, tau=None, min_ratio=0.0, commit_guard=False)
 
 
 def sweep_configs(settings: Settings, lams=SWEEP_LAMS, windows=SWEEP_WINDOWS) -> Configs:
     """The speed/quality frontier: LVSpec over λ × w, the random peer at the same λ (same looseness, no
-    relevance), FLy at its published setting, exact-match SD and vanilla as the two ends; with a τ floor
-    or an ε guard set, LVSpec without them at the same λ beside it (what the guards buy)."""
+    relevance), FLy at its published setting, exact-match SD and vanilla as the two ends; with a τ floor,
+    an ε guard or the commit guard set, LVSpec without them at the same λ beside it (what the guards buy)."""
     configs: Configs = {"vanilla": ("vanilla", settings), "exact": ("exact", settings), "fly": ("fly", settings)}
     for w in windows:
         for lam in lams:

@@ -91,6 +91,8 @@ def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
     g.add_argument("--tau", type=float, default=d.tau, help="relevance floor above which a token is an anchor")
     g.add_argument("--min-ratio", type=float, default=d.min_ratio, help="filler guard ε: p(draft) ≥ ε·p(target)")
     g.add_argument("--window", type=int, default=d.window, help="position-shift window w (0 = off)")
+    g.add_argument("--commit-guard", action=argparse.BooleanOptionalAction, default=d.commit_guard,
+                   help="judge a filler mismatch right before an anchor strictly (it may have chosen that fact)")
     g.add_argument("--layer", type=int, default=d.layer, help="target layer for relevance (default: middle)")
     g.add_argument("--frames", type=int, default=16, help="frames sampled from the video")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
@@ -167,7 +169,7 @@ def settings_of(args):
 
     keep = args.draft_keep if args.draft_keep is not None else KEEP if args.self_draft else 1.0
     return Settings(k=args.k, lam=args.lam, top_n=args.top_n, tau=args.tau, window=args.window,
-                    min_ratio=args.min_ratio, layer=args.layer, max_new_tokens=args.max_new_tokens,
+                    min_ratio=args.min_ratio, commit_guard=args.commit_guard, layer=args.layer, max_new_tokens=args.max_new_tokens,
                     draft_keep=keep, self_draft=args.self_draft)
 
 

@@ -32,7 +32,7 @@ METHODS = ("vanilla", "exact", "lvspec", "fly", "random")
 
 
 def make_policy(method: str, s: Settings) -> Policy:
-    relax = dict(lam=s.lam, tau=s.tau, min_ratio=s.min_ratio, window=s.window)
+    relax = dict(lam=s.lam, tau=s.tau, min_ratio=s.min_ratio, window=s.window, commit_guard=s.commit_guard)
     makers = {
         "vanilla": Vanilla,
         "exact": Exact,

@@ -4,8 +4,9 @@ A run file (``bench --run``) keeps every config's RunTraces beside vanilla's, so
 whose method is not vanilla, exact or hf) can be walked token by token against vanilla's ids. The first
 committed token that differs is where the answers part: its round, its position in the round, the drafted and
 the target's token there, the verdict that let the draft through (``loose`` or ``shift``), the position's
-relevance and rank in its round, p(draft)/p(target), and whether the filler guard ε (p(d) ≥ ε·p(t)) or a
-relevance floor τ (an anchor is never loose) would have stopped it.
+relevance and rank in its round, p(draft)/p(target), and whether the filler guard ε (p(d) ≥ ε·p(t)), a
+relevance floor τ (an anchor is never loose) or the commit guard (no loose filler right before an anchor)
+would have stopped it.
 
 ``error_list`` returns typed dataclasses (``Divergence``, ``Parting``) for a UI to render; ``print_errors``
 is the CLI's view of them.
@@ -57,6 +58,8 @@ class Parting:
     run_tau: float | None
     tau_anchors: bool | None  # relevance ≥ τ: the position would have been an anchor
     tau_stops: bool | None  # ... and so not accepted loose (an anchor may still be shifted)
+    commit_stops: bool | None = None  # a loose filler right before an anchor: the commit guard rejects it
+    run_commit_guard: bool = False
 
 
 @dataclass
@@ -115,7 +118,8 @@ def parting(lossy: RunTrace, vanilla: RunTrace, epsilon: float = 0.2, tau: float
     found = Parting(i, event.round, spot if drafted else None, len(rnd.draft_ids) if rnd else 0, event.verdict,
                     lossy.token_text(event.id) if drafted else None, None,
                     vanilla.token_text(reference[i]) if i < len(reference) else None,
-                    None, None, None, None, None, None, epsilon, run_eps, None, tau, run_tau, None, None)
+                    None, None, None, None, None, None, epsilon, run_eps, None, tau, run_tau, None, None,
+                    run_commit_guard=lossy.params.commit_guard)
     if rnd is None:
         return found
     if spot < len(rnd.target_ids):
@@ -130,6 +134,7 @@ def parting(lossy: RunTrace, vanilla: RunTrace, epsilon: float = 0.2, tau: float
     found.ratio = found.p_draft / found.p_target if found.p_target else None
     if event.verdict == "loose":
         found.guard_stops = found.p_draft < epsilon * found.p_target
+        found.commit_stops = p + 1 < len(rnd.anchor) and rnd.anchor[p + 1]
     found.tau_anchors = found.relevance >= tau
     found.tau_stops = found.tau_anchors and event.verdict == "loose"
     return found
@@ -200,4 +205,8 @@ def print_errors(run: SavedRun, found: list[Divergence], total: int | None = Non
                  f"ε={p.epsilon:g} would {'' if p.guard_stops else 'not '}have stopped it")
         floor = (f"τ={p.tau:g} would {'' if p.tau_anchors else 'not '}have made it an anchor"
                  + ("" if p.verdict == "loose" or not p.tau_anchors else " (an anchor may still be shifted)"))
-        print(f"  guards: {guard} (run's ε={p.run_epsilon:g}); {floor} (run's τ={'none' if p.run_tau is None else f'{p.run_tau:g}'})")
+        commit = ("" if p.commit_stops is None else
+                  f"; the commit guard would {'' if p.commit_stops else 'not '}have stopped it "
+                  f"(run's: {'on' if p.run_commit_guard else 'off'})")
+        print(f"  guards: {guard} (run's ε={p.run_epsilon:g}); {floor} (run's τ={'none' if p.run_tau is None else f'{p.run_tau:g}'})"
+              + commit)

@@ -64,14 +64,15 @@ class Policy:
         """Exact matching has no anchor/filler split: every position is judged alike, none is marked."""
         return [False] * view.k
 
-    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
+        """Position ``i``'s verdict, knowing every position's anchor flag (a filler may depend on its neighbour)."""
         return "exact" if view.draft_ids[i] == view.target_ids[i] else "reject"
 
     def decide(self, view: RoundView) -> Decision:
         anchor = self.anchors(view)
         verdicts: list[str] = []
         for i in range(view.k):
-            verdicts.append(self.verdict(view, i, anchor[i]))
+            verdicts.append(self.verdict(view, i, anchor))
             if verdicts[-1] == "reject":
                 break
         return Decision(anchor, verdicts + ["skip"] * (view.k - len(verdicts)))
@@ -94,8 +95,11 @@ class LVSpec(Policy):
     ``lam``: share of each round's positions relaxed. ``tau``: relevance at or above which a position is
     an anchor whatever its rank. ``min_ratio`` ε: a filler mismatch passes only if
     p(d_i) ≥ ε·p(t_i). ``window`` w: shift tolerance (0 = off). ``shift_anchors``: whether shift may
-    salvage anchors too, or only fillers. A position where a strict token is drafted or wanted is an anchor,
-    and a mismatch there is never salvaged.
+    salvage anchors too, or only fillers. ``commit_guard``: a filler mismatch right before an anchor is
+    judged strictly, because the target verified that anchor after the draft's filler, and a filler can
+    choose the next fact (the draft's "a" where the target wrote "an" before "orange"; "The star" where it
+    wrote "The white star"). A position where a strict token is drafted or wanted is an anchor that takes no
+    slot of the λ split, and a mismatch there is never salvaged.
     """
 
     lam: float = 0.7
@@ -103,24 +107,29 @@ class LVSpec(Policy):
     min_ratio: float = 0.0
     window: int = 3
     shift_anchors: bool = True
+    commit_guard: bool = False
 
     def ranked_anchors(self, view: RoundView) -> list[bool]:
-        return anchors(view.relevance, self.lam, self.tau)
+        return anchors(view.relevance, self.lam, self.tau, view.strict)
 
     def anchors(self, view: RoundView) -> list[bool]:
         return [a or s for a, s in zip(self.ranked_anchors(view), view.strict)]
 
-    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
             return "exact"
         if view.strict[i]:
             return "reject"
-        if (self.shift_anchors or not anchor) and self.shifted(view, i):
+        if (self.shift_anchors or not anchor[i]) and self.shifted(view, i):
             return "shift"
-        if not anchor and view.p_draft[i] >= self.min_ratio * view.p_top[i]:
+        if not anchor[i] and view.p_draft[i] >= self.min_ratio * view.p_top[i] and not self.commits(anchor, i):
             return "loose"
         return "reject"
+
+    def commits(self, anchor: list[bool], i: int) -> bool:
+        """Whether a filler kept at ``i`` would be the context in which the next anchor was verified."""
+        return self.commit_guard and i + 1 < len(anchor) and anchor[i + 1]
 
     def shifted(self, view: RoundView, i: int) -> bool:
         """The target's word comes a little later in the draft, or the draft's word a little later in the target."""
@@ -141,7 +150,7 @@ class RandomRelax(LVSpec):
 
     def ranked_anchors(self, view: RoundView) -> list[bool]:
         shuffled = [self._rng.random() for _ in range(view.k)]
-        return anchors(shuffled, self.lam)
+        return anchors(shuffled, self.lam, ruled=view.strict)
 
 
 @dataclass
@@ -161,11 +170,11 @@ class FLy(Policy):
     def anchors(self, view: RoundView) -> list[bool]:
         return [h < self.gate or s for h, s in zip(view.entropy3, view.strict)]
 
-    def verdict(self, view: RoundView, i: int, anchor: bool) -> str:
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
             return "exact"
-        if anchor:
+        if anchor[i]:
             return "reject"
         later = range(i + 1, min(i + 1 + self.defer, view.k))
         if later and all(view.draft_ids[j] == view.target_ids[j] for j in later):

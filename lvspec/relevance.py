@@ -64,8 +64,14 @@ def anchor_count(k: int, lam: float) -> int:
     return math.ceil(round((1.0 - lam) * k, 9))
 
 
-def anchors(relevance: list[float], lam: float, tau: float | None = None) -> list[bool]:
-    """The ⌈(1−λ)·K⌉ most relevant positions are anchors (earlier wins a tie), plus any with r ≥ τ."""
-    order = sorted(range(len(relevance)), key=lambda i: -relevance[i])
+def anchors(relevance: list[float], lam: float, tau: float | None = None, ruled: list[bool] | None = None
+            ) -> list[bool]:
+    """The ⌈(1−λ)·K⌉ most relevant positions are anchors (earlier wins a tie), plus any with r ≥ τ.
+
+    ``ruled``: positions that are anchors by rule (a stop token, an option letter). They are ranked after
+    every other position, so that a stop token, however relevant, never takes the slot of a visual word.
+    """
+    ruled = ruled or [False] * len(relevance)
+    order = sorted(range(len(relevance)), key=lambda i: (ruled[i], -relevance[i]))
     strict = set(order[: anchor_count(len(relevance), lam)])
     return [i in strict or (tau is not None and r >= tau) for i, r in enumerate(relevance)]

@@ -39,6 +39,7 @@ class Settings:
     top_n: int = 10  # video tokens averaged into a position's relevance
     tau: float | None = None  # relevance at or above which a position is always an anchor
     window: int = 3  # position-shift tolerance w (0 = off)
+    commit_guard: bool = True  # a filler mismatch right before an anchor is judged strictly (False: the paper's)
     min_ratio: float = 0.2  # filler guard ε: accept a loose token only if p(d) ≥ ε·p(t) (0: the paper's rule)
     layer: int | None = None  # target layer whose hidden states score relevance (None = middle)
     video_repr: str = "input"  # video vectors: "input" (after the vision merger) or "layer" (same layer)
@@ -173,7 +174,10 @@ class RunTrace:
             data[name] = [_typed(part, item) for item in data.get(name, [])]
         data["timing"] = _typed(Timing, data.get("timing", {}))
         data["stats"] = _typed(Stats, data.get("stats", {}))
-        data["params"] = _typed(Settings, data.get("params", {}))
+        params = data.get("params", {})
+        if isinstance(params, dict):  # a trace saved before the commit guard existed ran without it
+            params = {"commit_guard": False, **params}
+        data["params"] = _typed(Settings, params)
         data["video"] = _typed(VideoInfo, data.get("video", {}))
         trace = _typed(cls, data)
         _check_values(trace)

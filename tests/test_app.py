@@ -276,8 +276,8 @@ def test_live_view_shows_lvspec_finished_once_the_next_method_starts():
     import app
 
     clip = str(app.VIDEOS / "three-shapes.mp4")
-    updates = list(app.run(clip, "Describe the video in detail.", "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0, False,
-                           "default"))
+    updates = list(app.run(clip, "Describe the video in detail.", "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0,
+                           False, True, "default"))
     final = {t.method: t for t in updates[-1][app.state]}
     started = next(u for u in updates if app.columns["exact"] in u)
     assert started[app.live_summary] == f"**lvspec** · {app.summary(final['lvspec'])}"
@@ -611,7 +611,7 @@ def test_one_state_run_clears_the_last_views_and_a_saved_trace_brings_back_its_q
 
     clip = str(app.VIDEOS / "three-shapes.mp4")
     updates = list(app.run(clip, "How many shapes are there?", "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 16, 4, 1.0,
-                           False, "default"))
+                           False, True, "default"))
     first = updates[0]
     assert first[app.diff_html] == "" and first[app.exports] is None and "running" in first[app.stage]
     traces = updates[-1][app.state]
@@ -633,7 +633,7 @@ def test_a_composed_scene_renders_runs_and_has_its_facts_checked():
     none = [app.NONE] * 3
     path, prompt = app.compose_clip("blue", "square", "up", "yellow", "star", "still", *none, "gradient")
     assert read_video(path).frames.shape[0] == 16 and prompt == "Describe the video in detail."
-    updates = list(app.run(path, prompt, "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0, False, "default"))
+    updates = list(app.run(path, prompt, "", str(app.DRAFT), 4, 0.7, 10, 0, 3, 0.2, 48, 4, 1.0, False, True, "default"))
     shown = app.show(updates[-1][app.state], "default")
     assert "blue square moves up; yellow star stays still" in shown[app.facts_md]
     for bad in (("blue", "square", "up", "blue", "star", "up"), ("blue", "square", "up", "red", "square", "up")):
@@ -659,10 +659,10 @@ def loose_fact_change() -> tuple[str, str]:
         clip = read_video(VIDEOS / item["video"])
         for s in scene.shapes:
             prompt = PROMPTS["medium"].format(colour=s.colour, shape=s.shape)
-            trace = generate(pair, clip, prompt, "lvspec", Settings(lam=0.95, min_ratio=0.0))
+            trace = generate(pair, clip, prompt, "lvspec", Settings(lam=0.95, min_ratio=0.0, commit_guard=False))
             if false_words([t.text for t in trace.tokens], scene):
                 return item["video"], prompt
-    pytest.fail("no shipped clip on which λ = 0.95, ε = 0 changes a fact")
+    pytest.fail("no shipped clip on which λ = 0.95, ε = 0 without the commit guard changes a fact")
 
 
 @pytest.mark.slow
@@ -680,10 +680,12 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
     for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
         page.locator(f"{slider} input[type=number]").fill(value)
         page.locator(f"{slider} input[type=number]").press("Enter")
+    page.locator("#commit-guard input[type=checkbox]").uncheck()
     page.locator("#run").click()
     page.get_by_role("tab", name="Side by side").click()
     expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)
-    expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0", timeout=WAIT)
+    expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0 · w 3", timeout=WAIT)
+    expect(page.locator("#banner")).not_to_contain_text("commit guard")
     expect(page.locator("#col-lvspec .tok.false").first).to_be_visible(timeout=WAIT)  # the contradicted word, marked ✗
     expect(page.get_by_text("LVSpec changed the facts")).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("The clip (its facts known")).to_be_visible(timeout=WAIT)  # and the clip's true facts

@@ -75,7 +75,7 @@ def suite_file(tmp_path_factory) -> Path:
 
 def bench_cli(capsys, *args: str) -> tuple[int, str, str]:
     try:
-        code = cli.main(["bench", "--methods", "vanilla,exact,lvspec", "--min-ratio", "0", *QUICK, *args])
+        code = cli.main(["bench", "--methods", "vanilla,exact,lvspec", "--min-ratio", "0", "--no-commit-guard", *QUICK, *args])
     except SystemExit as e:
         code = e.code
     out, err = capsys.readouterr()
@@ -210,9 +210,10 @@ def test_a_run_file_drops_a_torn_record_refuses_other_settings_and_merges_parts(
 
 @pytest.fixture(scope="module")
 def lossy_run(pair, tmp_path_factory) -> Path:
-    """8 toy items, vanilla, exact and LVSpec at λ = 0.95 without the guard (ε = 0): answers change."""
+    """8 toy items, vanilla, exact and LVSpec at λ = 0.95 without the guards (ε = 0, no commit guard): answers
+    change."""
     folder = tmp_path_factory.mktemp("toy")
-    settings = Settings(k=4, max_new_tokens=32, lam=0.95, min_ratio=0.0)
+    settings = Settings(k=4, max_new_tokens=32, lam=0.95, min_ratio=0.0, commit_guard=False)
     configs = {m: (m, settings) for m in ("vanilla", "exact", "lvspec")}
     bench.run(pair, toy_suite(8, folder), configs, frames=4, run_file=folder / "run.jsonl")
     return folder / "run.jsonl"
@@ -234,8 +235,10 @@ def test_the_error_list_puts_changed_facts_first_with_where_the_answers_parted(l
         assert rnd.draft_ids[p.position] == lossy.token_ids[p.token] != rnd.target_ids[p.position]
         assert rnd.verdicts[p.position] == p.verdict and p.target == vanilla.token_text(vanilla.token_ids[p.token])
         assert 1 <= p.rank <= p.positions and p.run_epsilon == 0.0
+        assert p.run_commit_guard is False
         if p.verdict == "loose":
             assert p.guard_stops == (p.p_draft < 0.2 * p.p_target)
+            assert p.commit_stops == (p.position + 1 < p.positions and rnd.anchor[p.position + 1])
         assert any(w.op != "=" for w in d.diff) and d.marked.count("[-") + d.marked.count("{+") >= 1
     for d in changed:
         assert d.lost or d.gained

@@ -34,7 +34,8 @@ def logits_for(target_ids: list[int], second: list[int] | None = None, margin: f
 
 def decide(method, drafts, targets, relevance, second=None, **settings) -> Decision:
     view = round_view(logits_for(targets, second), drafts, relevance, frozenset({STOP}))
-    settings.setdefault("min_ratio", 0.0)  # the paper's rule unless a test sets the guard
+    settings.setdefault("min_ratio", 0.0)  # the paper's rule unless a test sets a guard
+    settings.setdefault("commit_guard", False)
     return make_policy(method, Settings(**settings)).decide(view)
 
 
@@ -88,6 +89,22 @@ def test_min_ratio_guard_accepts_at_equality_and_rejects_below():
     assert view.p_draft[0] == pytest.approx(ratio * view.p_top[0], rel=1e-6)
 
 
+def test_commit_guard_judges_a_filler_strictly_only_right_before_an_anchor():
+    """The draft's "a" where the target wrote "an" before its colour: kept, the target verified "red" after
+    the draft's article, not after its own."""
+    a, an, red, orange, shape = 1, 2, 3, 4, 5
+    rel = [0.1, 0.9, 0.2]  # λ = 0.5 of 3 → 2 anchors: the colour and the next most relevant position
+    guarded = decide("lvspec", [a, red, shape], [an, red, shape, 6], rel, lam=0.5, window=0, commit_guard=True)
+    assert guarded.anchor == [False, True, True] and guarded.verdicts == ["reject", "skip", "skip"]
+    paper = decide("lvspec", [a, red, shape], [an, red, shape, 6], rel, lam=0.5, window=0)
+    assert paper.verdicts == ["loose", "exact", "exact"]
+    # a filler before a filler, and a filler last in the round, pass as before
+    rel = [0.1, 0.2, 0.9, 0.05]
+    before_filler = decide("lvspec", [a, 7, red, 8], [an, 7, red, orange, 6], rel, lam=0.75, window=0, commit_guard=True)
+    assert before_filler.anchor == [False, False, True, False]
+    assert before_filler.verdicts == ["loose", "exact", "exact", "loose"]
+
+
 def test_shift_salvages_insertions_and_reorderings_within_the_window():
     # "multiple wooden deck and" against "wooden deck and multiple": all anchors (λ = 0)
     multiple, wooden, deck, and_ = 1, 2, 3, 4
@@ -105,6 +122,15 @@ def test_stop_tokens_are_never_relaxed():
     assert d.anchor[0] and d.verdicts[0] == "reject"
     wanted = decide("lvspec", [1, 2], [STOP, 2, 3], [0.0, 0.0], lam=1.0, window=3)
     assert wanted.verdicts[0] == "reject"
+
+
+def test_a_stop_token_never_takes_a_ranked_anchor_slot():
+    """"… moving upwards.<end>" where the target says "left": one anchor in a round of three (λ = 0.7). The
+    stop token is an anchor by rule and scores most relevant here; the slot goes to the motion word."""
+    upwards, left, full_stop = 1, 9, 2
+    d = decide("lvspec", [upwards, full_stop, STOP], [left, full_stop, STOP, 0], [0.42, -0.44, 0.43], lam=0.7)
+    assert d.anchor == [True, False, True] and d.verdicts == ["reject", "skip", "skip"]
+    assert anchors([0.42, -0.44, 0.43], lam=0.7) == [False, False, True]  # ranked alone, the stop token won
 
 
 @pytest.mark.parametrize("method", ["lvspec", "random", "fly"])
@@ -168,7 +194,8 @@ def views(draw) -> RoundView:
 
 POLICIES = st.one_of(
     st.just(Exact()),
-    st.builds(LVSpec, lam=PROB, min_ratio=PROB, window=st.integers(0, 4), shift_anchors=st.booleans()),
+    st.builds(LVSpec, lam=PROB, min_ratio=PROB, window=st.integers(0, 4), shift_anchors=st.booleans(),
+              commit_guard=st.booleans()),
     st.builds(RandomRelax, lam=PROB, window=st.integers(0, 4), seed=st.integers(0, 99)),
     st.builds(FLy, gate=st.floats(0.0, 2.0), defer=st.integers(1, 6)),
 )

@@ -10,17 +10,24 @@ from lvspec.policies import Exact, LVSpec
 from lvspec.trace import Round, RunTrace, Settings, Stats, Timing, TokenEvent, VideoInfo
 
 
-@given(rounds(), PROB)
-def test_lam_zero_without_shift_accepts_exactly_what_exact_match_does(view, eps):
-    lossless = LVSpec(lam=0.0, window=0, min_ratio=eps).decide(view)
+@given(rounds(), PROB, st.booleans())
+def test_lam_zero_without_shift_accepts_exactly_what_exact_match_does(view, eps, commit_guard):
+    lossless = LVSpec(lam=0.0, window=0, min_ratio=eps, commit_guard=commit_guard).decide(view)
     assert lossless.verdicts == Exact().decide(view).verdicts
     assert set(lossless.verdicts) <= {"exact", "reject", "skip"}
 
 
-@given(rounds(), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 4), PROB)
-def test_a_larger_lam_never_accepts_fewer(view, lam_a, lam_b, window, eps):
+@given(rounds(), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 4), PROB, st.booleans())
+def test_a_larger_lam_never_accepts_fewer(view, lam_a, lam_b, window, eps, commit_guard):
     low, high = sorted((lam_a, lam_b))
-    accepted = [LVSpec(lam=lam, window=window, min_ratio=eps).decide(view).accepted for lam in (low, high)]
+    accepted = [LVSpec(lam=lam, window=window, min_ratio=eps, commit_guard=commit_guard).decide(view).accepted
+                for lam in (low, high)]
+    assert accepted[0] <= accepted[1]
+
+
+@given(rounds(), PROB, st.integers(0, 4), PROB)
+def test_the_commit_guard_never_accepts_more(view, lam, window, eps):
+    accepted = [LVSpec(lam=lam, window=window, min_ratio=eps, commit_guard=g).decide(view).accepted for g in (True, False)]
     assert accepted[0] <= accepted[1]
 
 

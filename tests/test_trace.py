@@ -65,6 +65,9 @@ def test_saved_trace_loads_from_disk(pair, tmp_path):
     trace.save(tmp_path / "t.json")
     loaded = RunTrace.load(tmp_path / "t.json")
     assert loaded == trace and loaded.stats.mean_accepted_length == 1.0
+    older = trace.to_dict()
+    del older["params"]["commit_guard"]  # a trace saved before the commit guard: its run had none
+    assert not RunTrace.from_dict(older).params.commit_guard and trace.params.commit_guard
 
 
 def test_accepted_ceiling_is_what_a_fully_accepted_draft_would_reach(pair):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -370,8 +371,11 @@ def test_sweep_with_guards_sets_the_papers_rule_beside_them_as_its_own_family():
 
     configs = sweep_configs(Settings(min_ratio=0.2, tau=0.6))
     bare = {label: s for label, (m, s) in configs.items() if label.endswith("unguarded")}
-    assert len(bare) == 5 and all(s.tau is None and s.min_ratio == 0 and s.window == 3 for s in bare.values())
-    assert not any(label.endswith("unguarded") for label in sweep_configs(Settings(min_ratio=0.0, tau=None)))
+    assert len(bare) == 5 and all(s.tau is None and s.min_ratio == 0 and s.window == 3 and not s.commit_guard
+                                  for s in bare.values())
+    paper = Settings(min_ratio=0.0, tau=None, commit_guard=False)
+    assert not any(label.endswith("unguarded") for label in sweep_configs(paper))
+    assert sum(label.endswith("unguarded") for label in sweep_configs(replace(paper, commit_guard=True))) == 5
     result = sweep_result()
     for config in result["configs"].values():
         config["min_ratio"] = 0.2

@@ -206,8 +206,8 @@ def frontier_series(result: dict) -> dict[str, list[tuple[float, float, str]]]:
             continue
         method = config["method"]
         family = method
-        if method == "lvspec":  # the paper's rule (no ε guard, no τ floor) is a family of its own
-            bare = not config.get("min_ratio") and config.get("tau") is None
+        if method == "lvspec":  # the paper's rule (no ε guard, no τ floor, no commit guard) is a family of its own
+            bare = not config.get("min_ratio") and config.get("tau") is None and not config.get("commit_guard")
             family = f"lvspec w={config['window']}" + (" unguarded" if bare else "")
         point_label = f"λ={config['lam']:g}" if method in ("lvspec", "random") else method
         series.setdefault(family, []).append((config["lam"], figures["speedup"], figures["retention"], point_label))

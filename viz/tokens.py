@@ -173,7 +173,8 @@ def run_label(video: str | None, prompt: str, s: Settings) -> str:
     question = question if len(question) <= 90 else question[:87] + "…"
     draft = " · Self-SD" if s.self_draft else "" if s.draft_keep == 1 else f" · draft reads {s.draft_keep:.0%} of the video"
     return (f"`{Path(video).name if video else 'no clip'}` · “{escape(question)}” · K {s.k} · λ {s.lam:g} · "
-            f"ε {s.min_ratio:g} · w {s.window}" + (f" · τ {s.tau:g}" if s.tau else "") + draft)
+            f"ε {s.min_ratio:g} · w {s.window}" + (f" · τ {s.tau:g}" if s.tau else "")
+            + (" · commit guard" if s.commit_guard else "") + draft)
 
 
 def drafted_positions(trace: RunTrace, round_index: int) -> list[tuple[str, int]]:
