@@ -597,9 +597,10 @@ with gr.Blocks(title="LVSpec Studio") as demo:
                         inspect_method = gr.Radio([], label="run")
                         round_index = gr.Slider(1, 2, value=1, step=1, label="round")
                     gr.Markdown("Click a column of the round table, or a token in Live or Side by side, to see where "
-                                "that drafted token looks. LVSpec rejects an anchor that differs from the target's "
-                                "token, and a filler that does where p(draft) < ε·p(own choice) or, with the commit "
-                                "guard, where the next position is an anchor.")
+                                "that drafted token looks. The *why* row names the rule behind each verdict: LVSpec "
+                                "rejects an anchor that differs from the target's token, and a filler that does where "
+                                "p(draft) < ε·p(own choice) or, with the commit guard, where the next position is an "
+                                "anchor.")
                     round_table = gr.HTML(elem_id="round-table", js_on_load=PICK_JS)
                     with gr.Row():
                         lengths_plot = gr.Plot(label="accepted length per round")

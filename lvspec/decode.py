@@ -295,7 +295,7 @@ def record(trace: RunTrace, view: RoundView, decision, looks: list[list[int]], e
         trace.vocab[str(token)] = tokenizer.decode([token])
     trace.rounds.append(Round(len(trace.rounds) + 1, view.draft_ids, view.target_ids, view.p_draft, view.p_top,
                               view.relevance, decision.anchor, decision.verdicts, len(events), t1 - t0, t2 - t1,
-                              now - start, looks))
+                              now - start, looks, decision.why))
     trace.timing.draft_s += t1 - t0
     trace.timing.verify_s += t2 - t1
     trace.timing.identify_s += t3 - t2

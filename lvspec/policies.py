@@ -3,7 +3,8 @@
 Each policy is a small class with one method, ``decide``; the decode loop never asks for a name.
 Verdicts per draft position: ``exact`` (draft == target), ``loose`` (filler accepted as drafted),
 ``shift`` (the same word sits within ``window`` positions in the other sequence), ``reject`` (the round
-ends; the target's token is committed instead) and ``skip`` (after a reject, never examined).
+ends; the target's token is committed instead) and ``skip`` (after a reject, never examined). Each examined
+position also gets the rule that decided it, in words (``Decision.why``), for the inspector to show.
 
 Some tokens are strict by rule whatever their relevance (``RoundView.strict_ids``): a stop token, which
 would end the answer, and the tokens that name an option of a multiple-choice prompt, whose one fact is the
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 
 from .relevance import anchors
 from .trace import accepted_prefix
+
+
+SAME = "match"
+STRICT = "strict token"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class RoundView:
 class Decision:
     anchor: list[bool]
     verdicts: list[str]
+    why: list[str]  # per position, the rule behind its verdict ("" where skipped)
 
     @property
     def accepted(self) -> int:
@@ -64,18 +70,23 @@ class Policy:
         """Exact matching has no anchor/filler split: every position is judged alike, none is marked."""
         return [False] * view.k
 
-    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
-        """Position ``i``'s verdict, knowing every position's anchor flag (a filler may depend on its neighbour)."""
-        return "exact" if view.draft_ids[i] == view.target_ids[i] else "reject"
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> tuple[str, str]:
+        """Position ``i``'s verdict and why, knowing every position's anchor flag (a filler may depend on its
+        neighbour)."""
+        return ("exact", SAME) if view.draft_ids[i] == view.target_ids[i] else ("reject", "differs")
 
     def decide(self, view: RoundView) -> Decision:
         anchor = self.anchors(view)
         verdicts: list[str] = []
+        why: list[str] = []
         for i in range(view.k):
-            verdicts.append(self.verdict(view, i, anchor))
-            if verdicts[-1] == "reject":
+            verdict, reason = self.verdict(view, i, anchor)
+            verdicts.append(verdict)
+            why.append(reason)
+            if verdict == "reject":
                 break
-        return Decision(anchor, verdicts + ["skip"] * (view.k - len(verdicts)))
+        skipped = view.k - len(verdicts)
+        return Decision(anchor, verdicts + ["skip"] * skipped, why + [""] * skipped)
 
 
 class Vanilla(Policy):
@@ -115,17 +126,21 @@ class LVSpec(Policy):
     def anchors(self, view: RoundView) -> list[bool]:
         return [a or s for a, s in zip(self.ranked_anchors(view), view.strict)]
 
-    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> tuple[str, str]:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
-            return "exact"
+            return "exact", SAME
         if view.strict[i]:
-            return "reject"
+            return "reject", STRICT
         if (self.shift_anchors or not anchor[i]) and self.shifted(view, i):
-            return "shift"
-        if not anchor[i] and view.p_draft[i] >= self.min_ratio * view.p_top[i] and not self.commits(anchor, i):
-            return "loose"
-        return "reject"
+            return "shift", f"within w = {self.window}"
+        if anchor[i]:
+            return "reject", "anchor differs"
+        if view.p_draft[i] < self.min_ratio * view.p_top[i]:
+            return "reject", f"p(d) < {self.min_ratio:g}·p(t)"
+        if self.commits(anchor, i):
+            return "reject", "commit guard"
+        return "loose", "filler kept"
 
     def commits(self, anchor: list[bool], i: int) -> bool:
         """Whether a filler kept at ``i`` would be the context in which the next anchor was verified."""
@@ -170,13 +185,15 @@ class FLy(Policy):
     def anchors(self, view: RoundView) -> list[bool]:
         return [h < self.gate or s for h, s in zip(view.entropy3, view.strict)]
 
-    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> str:
+    def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> tuple[str, str]:
         d, t = view.draft_ids[i], view.target_ids[i]
         if d == t:
-            return "exact"
+            return "exact", SAME
+        if view.strict[i]:
+            return "reject", STRICT
         if anchor[i]:
-            return "reject"
+            return "reject", f"target sure (H < {self.gate:g})"
         later = range(i + 1, min(i + 1 + self.defer, view.k))
         if later and all(view.draft_ids[j] == view.target_ids[j] for j in later):
-            return "loose"
-        return "reject"
+            return "loose", f"next {len(later)} match"
+        return "reject", "a later one differs" if later else "none after it"

@@ -90,6 +90,7 @@ class Round:
     verify_s: float
     end_s: float = 0.0  # seconds from the run's start to this round's commit: replays at recorded speed
     looks: list[list[int]] | None = None  # each drafted position's top-N video tokens (indices into the grid)
+    why: list[str] = field(default_factory=list)  # per draft position, the rule behind its verdict
 
     @property
     def accepted(self) -> int:
@@ -232,7 +233,8 @@ def _check_values(trace: RunTrace) -> None:
     for r in trace.rounds:
         k = len(r.draft_ids)
         per_position = (r.p_draft_token, r.p_target_top, r.relevance, r.anchor, r.verdicts)
-        if len(r.target_ids) != k + 1 or any(len(x) != k for x in per_position) or len(r.looks or [[]] * k) != k:
+        optional = (r.looks or [[]] * k, r.why or [""] * k)  # a saved trace may lack them
+        if len(r.target_ids) != k + 1 or any(len(x) != k for x in (*per_position, *optional)):
             raise ValueError(f"round {r.index} has lists of different lengths")
         if not set(r.verdicts) <= set(ROUND_VERDICTS):
             raise ValueError(f"round {r.index} has a verdict not in {', '.join(ROUND_VERDICTS)}")

@@ -665,6 +665,23 @@ def loose_fact_change() -> tuple[str, str]:
     pytest.fail("no shipped clip on which λ = 0.95, ε = 0 without the commit guard changes a fact")
 
 
+def set_slider(page, slider: str, value: str) -> None:
+    """Type ``value`` into a slider's number box until the slider holds it: a box typed into while its
+    accordion is still opening can be reset to the default when the accordion's contents settle."""
+    from playwright.sync_api import expect
+
+    box, bar = page.locator(f"{slider} input[type=number]"), page.locator(f"{slider} input[type=range]")
+    for _ in range(4):
+        box.fill(value)
+        box.press("Enter")
+        try:
+            expect(bar).to_have_value(value, timeout=3000)
+            return
+        except AssertionError:
+            continue
+    expect(bar).to_have_value(value, timeout=WAIT)
+
+
 @pytest.mark.slow
 def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scene(app_module, open_page):
     from playwright.sync_api import expect
@@ -678,9 +695,9 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
     page.get_by_label("Question").fill(question)
     page.locator("#settings").get_by_text("Settings", exact=True).click()
     for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
-        page.locator(f"{slider} input[type=number]").fill(value)
-        page.locator(f"{slider} input[type=number]").press("Enter")
+        set_slider(page, slider, value)
     page.locator("#commit-guard input[type=checkbox]").uncheck()
+    expect(page.locator("#commit-guard input[type=checkbox]")).not_to_be_checked()
     page.locator("#run").click()
     page.get_by_role("tab", name="Side by side").click()
     expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)

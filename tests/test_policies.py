@@ -84,7 +84,7 @@ def test_min_ratio_guard_accepts_at_equality_and_rejects_below():
     at = decide("lvspec", [3], [9, 5], [0.0], second=[3, 0], min_ratio=ratio * (1 - 1e-6), **kw)
     above = decide("lvspec", [3], [9, 5], [0.0], second=[3, 0], min_ratio=ratio * 1.01, **kw)
     assert at.verdicts == ["loose"]
-    assert above.verdicts == ["reject"]
+    assert above.verdicts == ["reject"] and above.why == [f"p(d) < {ratio * 1.01:g}·p(t)"]
     view = round_view(logits_for([9, 5], [3, 0]), [3], [0.0], frozenset())
     assert view.p_draft[0] == pytest.approx(ratio * view.p_top[0], rel=1e-6)
 
@@ -96,8 +96,9 @@ def test_commit_guard_judges_a_filler_strictly_only_right_before_an_anchor():
     rel = [0.1, 0.9, 0.2]  # λ = 0.5 of 3 → 2 anchors: the colour and the next most relevant position
     guarded = decide("lvspec", [a, red, shape], [an, red, shape, 6], rel, lam=0.5, window=0, commit_guard=True)
     assert guarded.anchor == [False, True, True] and guarded.verdicts == ["reject", "skip", "skip"]
+    assert guarded.why == ["commit guard", "", ""]
     paper = decide("lvspec", [a, red, shape], [an, red, shape, 6], rel, lam=0.5, window=0)
-    assert paper.verdicts == ["loose", "exact", "exact"]
+    assert paper.verdicts == ["loose", "exact", "exact"] and paper.why == ["filler kept", "match", "match"]
     # a filler before a filler, and a filler last in the round, pass as before
     rel = [0.1, 0.2, 0.9, 0.05]
     before_filler = decide("lvspec", [a, 7, red, 8], [an, 7, red, orange, 6], rel, lam=0.75, window=0, commit_guard=True)
@@ -129,7 +130,7 @@ def test_a_stop_token_never_takes_a_ranked_anchor_slot():
     stop token is an anchor by rule and scores most relevant here; the slot goes to the motion word."""
     upwards, left, full_stop = 1, 9, 2
     d = decide("lvspec", [upwards, full_stop, STOP], [left, full_stop, STOP, 0], [0.42, -0.44, 0.43], lam=0.7)
-    assert d.anchor == [True, False, True] and d.verdicts == ["reject", "skip", "skip"]
+    assert d.anchor == [True, False, True] and d.verdicts == ["reject", "skip", "skip"] and d.why[0] == "anchor differs"
     assert anchors([0.42, -0.44, 0.43], lam=0.7) == [False, False, True]  # ranked alone, the stop token won
 
 
@@ -205,7 +206,8 @@ POLICIES = st.one_of(
 def test_every_policy_gives_a_well_formed_decision(view: RoundView, policy: Policy):
     decision = policy.decide(view)
     n = decision.accepted
-    assert len(decision.verdicts) == len(decision.anchor) == view.k and 0 <= n <= view.k
+    assert len(decision.verdicts) == len(decision.anchor) == len(decision.why) == view.k and 0 <= n <= view.k
+    assert all((w == "") == (v == "skip") for v, w in zip(decision.verdicts, decision.why))
     assert decision.verdicts[n:] == [] or (decision.verdicts[n] == "reject" and set(decision.verdicts[n + 1 :]) <= {"skip"})
     for i, verdict in enumerate(decision.verdicts[:n]):
         assert verdict in ACCEPTED

@@ -41,6 +41,7 @@ def test_trace_round_trips_and_tokens_match_rounds(pair):
     for r in trace.rounds:
         assert len(r.target_ids) == len(r.draft_ids) + 1
         assert len(r.verdicts) == len(r.anchor) == len(r.relevance) == len(r.p_draft_token) == len(r.draft_ids)
+        assert len(r.why) == len(r.verdicts) and all((w == "") == (v == "skip") for v, w in zip(r.verdicts, r.why))
         for d, t_, pd, pt in zip(r.draft_ids, r.target_ids, r.p_draft_token, r.p_target_top):
             assert 0.0 <= pd <= pt + 1e-12 and (d != t_ or abs(pd - pt) < 1e-12)
 

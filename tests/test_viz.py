@@ -172,6 +172,11 @@ def test_round_table_marks_where_exact_match_would_stop():
     assert len(re.findall(r'class="[^"]*picked" data-round="1" data-pos="0"', picked)) == picked.count("<tr>")
     tokens = viz.tokens_html(lvspec_trace(), picked=(1, 1))
     assert tokens.count(" picked") == 1 and 'data-method="lvspec"' in tokens
+    assert "<th>why</th>" not in table  # a trace without the verdicts' rules: no empty row
+    with_why = lvspec_trace(tau=0.5)
+    with_why.rounds[0].why = ["match", "filler kept"] + [""] * (len(with_why.rounds[0].draft_ids) - 2)
+    shown = viz.round_table_html(with_why, 1, id_to_text=decode)
+    assert "<th>why</th>" in shown and ">filler kept</td>" in shown
     full = viz.round_table_html(lvspec_trace(), 2)
     assert "stops here" not in full and "accept all" in full and "τ" not in full
     assert "no draft" in viz.round_table_html(vanilla_trace(), 1)

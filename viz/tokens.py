@@ -219,6 +219,7 @@ def round_table_html(
         "draft": [_quoted(d, id_to_text) for d in rnd.draft_ids],
         "target": [_quoted(t, id_to_text) for t in rnd.target_ids[:k]],
         "verdict": rnd.verdicts,
+        **({"why": rnd.why} if rnd.why else {}),  # traces saved before verdicts carried their rule have none
         "target p(draft)": [_number(p) for p in rnd.p_draft_token],
         "target p(own choice)": [_number(p) for p in rnd.p_target_top],
         "relevance": [relevance(r) for r in rnd.relevance],
