@@ -332,7 +332,8 @@ def asked(trace: RunTrace) -> dict:
     clip = VIDEOS / Path(trace.video.path or "").name
     return {prompt: trace.prompt, k: s.k, lam: s.lam, top_n: s.top_n, tau: s.tau or 0, window: s.window,
             min_ratio: s.min_ratio, max_new: s.max_new_tokens, frames: trace.video.n_frames or 16,
-            draft_keep: s.draft_keep, self_draft: s.self_draft, commit_guard: s.commit_guard} | ({video: str(clip)} if scene_of(str(clip)) else {})
+            draft_keep: s.draft_keep, self_draft: s.self_draft, commit_guard: s.commit_guard
+            } | ({video: str(clip)} if scene_of(str(clip)) else {})
 
 
 def round_number(trace: RunTrace, index: float | None) -> int:

@@ -169,8 +169,8 @@ def settings_of(args):
 
     keep = args.draft_keep if args.draft_keep is not None else KEEP if args.self_draft else 1.0
     return Settings(k=args.k, lam=args.lam, top_n=args.top_n, tau=args.tau, window=args.window,
-                    min_ratio=args.min_ratio, commit_guard=args.commit_guard, layer=args.layer, max_new_tokens=args.max_new_tokens,
-                    draft_keep=keep, self_draft=args.self_draft)
+                    min_ratio=args.min_ratio, commit_guard=args.commit_guard, layer=args.layer,
+                    max_new_tokens=args.max_new_tokens, draft_keep=keep, self_draft=args.self_draft)
 
 
 def load(args, with_draft: bool):

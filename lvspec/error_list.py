@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .bench import token_f1
 from .errors import UserError
+from .policies import before_anchor
 from .runfile import SavedRun
 from .trace import RunTrace
 
@@ -134,7 +135,7 @@ def parting(lossy: RunTrace, vanilla: RunTrace, epsilon: float = 0.2, tau: float
     found.ratio = found.p_draft / found.p_target if found.p_target else None
     if event.verdict == "loose":
         found.guard_stops = found.p_draft < epsilon * found.p_target
-        found.commit_stops = p + 1 < len(rnd.anchor) and rnd.anchor[p + 1]
+        found.commit_stops = before_anchor(rnd.anchor, p)
     found.tau_anchors = found.relevance >= tau
     found.tau_stops = found.tau_anchors and event.verdict == "loose"
     return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .relevance import anchors
 from .trace import accepted_prefix
@@ -22,6 +23,12 @@ from .trace import accepted_prefix
 
 SAME = "match"
 STRICT = "strict token"
+
+
+def before_anchor(anchor: list[bool], i: int) -> bool:
+    """Whether a filler kept at ``i`` would be the context in which the next anchor was verified: what the
+    commit guard refuses."""
+    return i + 1 < len(anchor) and anchor[i + 1]
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,10 @@ class RoundView:
     def k(self) -> int:
         return len(self.draft_ids)
 
-    @property
+    @cached_property
     def strict(self) -> list[bool]:
-        """Per draft position: whether a strict token is drafted or wanted there."""
+        """Per draft position: whether a strict token is drafted or wanted there (computed once per round:
+        the verdicts read it position by position)."""
         return [d in self.strict_ids or t in self.strict_ids for d, t in zip(self.draft_ids, self.target_ids)]
 
 
@@ -143,8 +151,7 @@ class LVSpec(Policy):
         return "loose", "filler kept"
 
     def commits(self, anchor: list[bool], i: int) -> bool:
-        """Whether a filler kept at ``i`` would be the context in which the next anchor was verified."""
-        return self.commit_guard and i + 1 < len(anchor) and anchor[i + 1]
+        return self.commit_guard and before_anchor(anchor, i)
 
     def shifted(self, view: RoundView, i: int) -> bool:
         """The target's word comes a little later in the draft, or the draft's word a little later in the target."""

@@ -697,12 +697,12 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
     for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
         set_slider(page, slider, value)
     page.locator("#commit-guard input[type=checkbox]").uncheck()
-    expect(page.locator("#commit-guard input[type=checkbox]")).not_to_be_checked()
+    expect(page.locator("#commit-guard input[type=checkbox]")).not_to_be_checked(timeout=WAIT)
     page.locator("#run").click()
     page.get_by_role("tab", name="Side by side").click()
     expect(page.get_by_text("Wall time by phase")).to_be_visible(timeout=WAIT)
     expect(page.locator("#banner")).to_contain_text("λ 0.95 · ε 0 · w 3", timeout=WAIT)
-    expect(page.locator("#banner")).not_to_contain_text("commit guard")
+    expect(page.locator("#banner")).not_to_contain_text("commit guard", timeout=WAIT)
     expect(page.locator("#col-lvspec .tok.false").first).to_be_visible(timeout=WAIT)  # the contradicted word, marked ✗
     expect(page.get_by_text("LVSpec changed the facts")).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("The clip (its facts known")).to_be_visible(timeout=WAIT)  # and the clip's true facts
