@@ -100,6 +100,32 @@ def test_multiple_choice_repeats_within_a_clip_only_where_asked():
     assert all(k.count(kind) <= 1 for k in repeated for kind in k if kind != "choice")
 
 
+def test_a_letter_drill_trains_the_letter_of_the_option_its_reply_begins_with_and_nothing_else():
+    """The drills teach the look-up from the option just written to its letter: the letter is that option's
+    in the prompt, the given option is never trained or aligned, and the clip's real questions come first."""
+    from lvspec.toyworld.data import Mix
+    from lvspec.toyworld.longform import chosen_letter, parse_choice
+
+    processor = AutoProcessor.from_pretrained(TARGET)
+    tokenizer = processor.tokenizer
+    samples = [make_sample((TRAIN, 6, 0, i), "target", 3, mix=Mix(letter_drills=3)) for i in range(12)]
+    batch = collate(processor, samples)
+    letters = set()
+    for row, sample in enumerate(samples):
+        kinds = [t.kind for t in sample.turns]
+        assert kinds[-3:] == ["letter"] * 3 and "letter" not in kinds[:-3]
+        for turn in sample.turns[-3:]:
+            options = parse_choice(turn.prompt)[1]
+            letter = chosen_letter(turn.reply)
+            assert turn.given == f"{options[letter]} (" and turn.reply == f"{turn.given}{letter})."
+            letters.add(letter)
+        letters_of = [f"{chosen_letter(t.reply)})." for t in sample.turns[-3:]]
+        for mask in (batch["labels"][row] != -100, batch["answer_mask"][row]):  # trained, and aligned
+            replies = tokenizer.decode(batch["input_ids"][row][mask]).split(tokenizer.eos_token)
+            assert replies[-4:-1] == letters_of
+    assert letters == set("ABCD")  # the right letter is not always one
+
+
 def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_word_names():
     """A reply begun in the other style's words is context, not a target; a choice's letter carries the
     answer's weight; a colour or shape word points at the object-weight row of the object it names."""

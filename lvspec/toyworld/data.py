@@ -21,7 +21,8 @@ from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
 from .answers import STYLES, anchor_words, answer, motion_verbs, sample_prompt
-from .longform import mixed_detailed
+from ..multiple_choice import LETTERS
+from .longform import choice, mixed_detailed
 from .world import COLOURS, MOTIONS, SHAPES, Scene, render_labelled, sample_scene
 
 TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
@@ -65,6 +66,7 @@ class Mix:
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
+    letter_drills: int = 0  # multiple-choice turns per clip whose option is given and only its letter trained
 
     @property
     def shares(self) -> dict[str, float]:
@@ -116,7 +118,20 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
             turns.append(Turn(prompt, plan.text, kind, plan.given))
         else:
             turns.append(Turn(prompt, answer(scene, prompt, rng, style=answer_style), kind))
+    turns += [letter_drill(scene, rng) for _ in range(mix.letter_drills)]
     return Sample(scene, frames, masks, metadata, turns)
+
+
+def letter_drill(scene: Scene, rng: np.random.Generator) -> Turn:
+    """A multiple-choice turn whose reply begins with one of its options, drawn at random, and is trained on
+    the letter alone: the letter is then a look-up of the words just written, which no reading of the clip
+    can shortcut. A model that names the right option from the clip but picks its letter at chance lacks
+    exactly this look-up; the drills come after a clip's real questions, so none is answered after a wrong
+    option."""
+    asked = choice(scene, rng)
+    letter = LETTERS[int(rng.integers(len(asked.options)))]
+    text = asked.options[LETTERS.index(letter)]
+    return Turn(asked.prompt, f"{text} ({letter}).", "letter", given=f"{text} (")
 
 
 def conversation(processor, turns: list[Turn]) -> str:
@@ -196,11 +211,12 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     first_object = 0
     for row, (sample, spans) in enumerate(zip(samples, reply_spans(ids, reply_start, tokenizer.eos_token_id))):
         for turn, (first, end) in zip(sample.turns, spans):
-            answer[row, first:end] = True
             given = len(tokenizer(turn.given, add_special_tokens=False)["input_ids"]) if turn.given else 0
+            # A drill's given option may name what the clip does not show: no word of it is aligned.
+            answer[row, first + given * (turn.kind == "letter") : end] = True
             trained[row, first + given : end] = True
             opening[row, first] = not given
-            if turn.kind == "choice":
+            if turn.kind in ("choice", "letter"):
                 facts[row, first:end] = True  # the option named and its letter are the whole answer
         named = torch.tensor(token_objects(tokenizer, ids[row].tolist(), sample.scene))
         objects[row] = torch.where(answer[row] & (named >= 0), named + first_object, -1)

@@ -48,6 +48,7 @@ class TrainConfig:
     choice: float | None = None  # share of multiple-choice questions (None: the world's 0.12)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
     repeat_choice: bool = False  # several multiple-choice questions per clip (`data.Mix`)
+    letter_drills: int = 0  # per clip, multiple-choice turns given an option and trained on its letter (`data.Mix`)
     render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
     extend_vocab: bool = False  # give the long-form tasks' words their own tokens (`vocab.extend_tokenizer`)
     steps: int = 3000
@@ -314,7 +315,7 @@ def train(c: TrainConfig) -> Path:
 
     style = c.role
     mix = Mix(c.multi_shape, c.describe, c.choice, c.mixed, tuple(float(w) for w in c.render_styles.split(",")),
-              c.repeat_choice)
+              c.repeat_choice, c.letter_drills)
     end = c.stop_at or c.steps
     batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, end, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
