@@ -31,6 +31,13 @@ def before_anchor(anchor: list[bool], i: int) -> bool:
     return i + 1 < len(anchor) and anchor[i + 1]
 
 
+def match_or_strict(view: RoundView, i: int) -> tuple[str, str] | None:
+    """What every loose policy rules first: a match is kept, and a mismatch at a strict token rejected."""
+    if view.draft_ids[i] == view.target_ids[i]:
+        return "exact", SAME
+    return ("reject", STRICT) if view.strict[i] else None
+
+
 @dataclass(frozen=True)
 class RoundView:
     """What a policy may look at: all from this round's single verification pass."""
@@ -135,11 +142,8 @@ class LVSpec(Policy):
         return [a or s for a, s in zip(self.ranked_anchors(view), view.strict)]
 
     def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> tuple[str, str]:
-        d, t = view.draft_ids[i], view.target_ids[i]
-        if d == t:
-            return "exact", SAME
-        if view.strict[i]:
-            return "reject", STRICT
+        if settled := match_or_strict(view, i):
+            return settled
         if (self.shift_anchors or not anchor[i]) and self.shifted(view, i):
             return "shift", f"within w = {self.window}"
         if anchor[i]:
@@ -193,11 +197,8 @@ class FLy(Policy):
         return [h < self.gate or s for h, s in zip(view.entropy3, view.strict)]
 
     def verdict(self, view: RoundView, i: int, anchor: list[bool]) -> tuple[str, str]:
-        d, t = view.draft_ids[i], view.target_ids[i]
-        if d == t:
-            return "exact", SAME
-        if view.strict[i]:
-            return "reject", STRICT
+        if settled := match_or_strict(view, i):
+            return settled
         if anchor[i]:
             return "reject", f"target sure (H < {self.gate:g})"
         later = range(i + 1, min(i + 1 + self.defer, view.k))
