@@ -235,3 +235,12 @@ def test_a_stage_stopped_early_and_resumed_ends_bit_for_bit_where_an_unbroken_ru
     a, b = load_file(resumed / "model.safetensors"), load_file(unbroken / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], load_file(DRAFT / "model.safetensors")[k]) for k in a)  # it trained
+
+
+def test_the_letter_look_up_is_read_at_each_drills_letter():
+    """`eval --drills` scores the target's token where each drill's letter stands (the function checks every
+    token it reads is a letter A–D), teacher-forced, so its figure is the look-up alone."""
+    from lvspec.toyworld.evaluate import letter_lookup
+
+    share = letter_lookup(str(TARGET), 12)
+    assert share * 12 == round(share * 12) and 0.0 <= share <= 1.0

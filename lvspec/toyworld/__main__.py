@@ -31,6 +31,8 @@ def main() -> None:
     e.add_argument("--target", default=str(TARGET))
     e.add_argument("--draft", default=str(DRAFT))
     e.add_argument("--json", metavar="OUT")
+    e.add_argument("--drills", type=int, default=0, metavar="N",
+                   help="also the target's letter on N held-out letter drills (the option given)")
     s = sub.add_parser("samples", help="write the example clips and their prompts")
     s.add_argument("--out", default=str(VIDEOS))
     r = sub.add_parser("recipe", help="the train commands that made the shipped pair, from nothing")
@@ -46,6 +48,10 @@ def main() -> None:
         from .evaluate import evaluate, print_table, save
 
         results = evaluate({"target": args.target, "draft": args.draft}, n=args.n, seed=args.seed, style=args.style)
+        if args.drills:
+            from .evaluate import letter_lookup
+
+            results["target"]["letter_lookup"] = letter_lookup(args.target, args.drills, args.seed)
         print_table(results)
         if args.json:
             save(results, args.json)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..decode import Settings, generate
@@ -21,11 +22,13 @@ from ..models import load_pair
 from ..video import VideoLimits, read_video
 from .answers import PROMPTS, TASKS, parse_prompt, prompt_for, score
 from .clipio import write_mp4
-from .data import EVAL
+from ..multiple_choice import LETTERS
+from .data import EVAL, Mix, collate, make_sample
 from .world import render_labelled, sample_scene
 
 FACTS = ("colour", "shape", "motion", "count", "choice")
 KINDS = tuple(PROMPTS)
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 SHORT_KINDS = KINDS[:5]  # the kinds of the world before the long-form tasks
 
 
@@ -78,6 +81,30 @@ def accuracy(model: str, items: list[EvalItem], frames: int = 16) -> dict:
     return {"accuracy": table, "tasks": tasks, "asked": dict(asked), "answers": answers}
 
 
+def letter_lookup(model: str, n: int = 128, seed: int = 0) -> float:
+    """The share of ``n`` held-out letter drills (`data.letter_drill`) whose letter the model gives, the option
+    handed to it: the look-up a multiple-choice answer ends with, measured apart from reading the clip."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model)
+    net = AutoModelForImageTextToText.from_pretrained(model).eval()
+    letters = torch.tensor(processor.tokenizer.convert_tokens_to_ids(list(LETTERS[:4])))
+    right = asked = 0
+    for start in range(0, n, 8):
+        samples = [make_sample((EVAL, seed, 1, i), "target", mix=Mix(letter_drills=1))
+                   for i in range(start, min(start + 8, n))]
+        batch = collate(processor, samples)
+        with torch.no_grad():
+            logits = net(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
+        # a row's last trained tokens are its drill's letter, ")", "." and the end token
+        position = (batch["labels"] != -100).int().cumsum(1).argmax(1) - 3
+        wanted = batch["labels"][torch.arange(len(samples)), position]
+        assert torch.isin(wanted, letters).all()
+        right += int((logits[torch.arange(len(samples)), position - 1].argmax(-1) == wanted).sum())
+        asked += len(samples)
+    return right / asked
+
+
 def evaluate(models: dict[str, str], n: int = 200, seed: int = 0, style: str = "default") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         items = held_out(n, Path(tmp), seed, style)
@@ -90,6 +117,9 @@ def print_table(results: dict) -> None:
         for name, r in results.items():
             print(f"{name:<10}" + "".join(f"{r[key].get(c, float('nan')):>10.1%}" for c in columns))
         print()
+    for name, r in results.items():
+        if "letter_lookup" in r:
+            print(f"{name}: the letter of the option given, on letter drills: {r['letter_lookup']:.1%}")
 
 
 def save(results: dict, path: str) -> None:
