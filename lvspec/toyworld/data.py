@@ -20,8 +20,8 @@ from PIL import Image
 from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
-from .answers import STYLES, anchor_words, answer, motion_verbs, sample_prompt
 from ..multiple_choice import LETTERS
+from .answers import STYLES, anchor_words, answer, motion_verbs, sample_prompt
 from .longform import choice, mixed_detailed
 from .world import COLOURS, MOTIONS, SHAPES, Scene, render_labelled, sample_scene
 
@@ -129,9 +129,8 @@ def letter_drill(scene: Scene, rng: np.random.Generator) -> Turn:
     exactly this look-up; the drills come after a clip's real questions, so none is answered after a wrong
     option."""
     asked = choice(scene, rng)
-    letter = LETTERS[int(rng.integers(len(asked.options)))]
-    text = asked.options[LETTERS.index(letter)]
-    return Turn(asked.prompt, f"{text} ({letter}).", "letter", given=f"{text} (")
+    i = int(rng.integers(len(asked.options)))
+    return Turn(asked.prompt, f"{asked.options[i]} ({LETTERS[i]}).", "letter", given=f"{asked.options[i]} (")
 
 
 def conversation(processor, turns: list[Turn]) -> str:
@@ -213,7 +212,7 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
         for turn, (first, end) in zip(sample.turns, spans):
             given = len(tokenizer(turn.given, add_special_tokens=False)["input_ids"]) if turn.given else 0
             # A drill's given option may name what the clip does not show: no word of it is aligned.
-            answer[row, first + given * (turn.kind == "letter") : end] = True
+            answer[row, first + given if turn.kind == "letter" else first : end] = True
             trained[row, first + given : end] = True
             opening[row, first] = not given
             if turn.kind in ("choice", "letter"):
