@@ -229,6 +229,14 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
     return dict(batch)
 
 
+TRAINING_ONLY = ("labels", "answer_mask", "fact_mask", "opening_mask", "token_objects")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The entries of a `collate` batch the model reads: everything but the training targets."""
+    return {k: v for k, v in batch.items() if k not in TRAINING_ONLY and not k.startswith("object_")}
+
+
 # What each object is, one head per fact the video alone tells.
 OBJECT_HEADS = {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 

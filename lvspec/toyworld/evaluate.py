@@ -23,12 +23,11 @@ from ..video import VideoLimits, read_video
 from .answers import PROMPTS, TASKS, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from ..multiple_choice import LETTERS
-from .data import EVAL, Mix, collate, make_sample
+from .data import EVAL, Mix, collate, make_sample, model_inputs
 from .world import render_labelled, sample_scene
 
 FACTS = ("colour", "shape", "motion", "count", "choice")
 KINDS = tuple(PROMPTS)
-MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 SHORT_KINDS = KINDS[:5]  # the kinds of the world before the long-form tasks
 
 
@@ -95,7 +94,7 @@ def letter_lookup(model: str, n: int = 128, seed: int = 0) -> float:
                    for i in range(start, min(start + 8, n))]
         batch = collate(processor, samples)
         with torch.no_grad():
-            logits = net(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
+            logits = net(**model_inputs(batch)).logits
         # a row's last trained tokens are its drill's letter, ")", "." and the end token
         position = (batch["labels"] != -100).int().cumsum(1).argmax(1) - 3
         wanted = batch["labels"][torch.arange(len(samples)), position]

@@ -21,7 +21,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from ..relevance import relevance, unit_rows
 from .answers import STYLES, TASKS, answer, corpus, sample_prompt
-from .data import INIT, OBJECT_HEADS, Batches, Mix, collate, make_sample
+from .data import INIT, OBJECT_HEADS, Batches, Mix, collate, make_sample, model_inputs
 from .vocab import build_processor, build_tokenizer, extend_tokenizer, tiny_config
 from .world import sample_scene
 
@@ -174,8 +174,7 @@ def training_loss(model, batch: dict, c: TrainConfig,
     word's (a pairwise logistic ranking loss on the same score ``lvspec.relevance`` computes), and a colour
     or shape word's nearest video tokens should be those of the object it names (`look_loss`).
     """
-    inputs = {k: v for k, v in batch.items() if k not in TRAINING_ONLY and not k.startswith("object_")}
-    out = model(**inputs, output_hidden_states=True)
+    out = model(**model_inputs(batch), output_hidden_states=True)
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(out.logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                            reduction="none")
@@ -194,9 +193,6 @@ def training_loss(model, batch: dict, c: TrainConfig,
     total = (parts["answer"] + c.readout_weight * parts.get("readout", 0.0)
              + c.align_weight * parts.get("align", 0.0) + c.look_weight * parts.get("look", 0.0))
     return total, {name: part.item() for name, part in parts.items()} | accuracy
-
-
-TRAINING_ONLY = ("labels", "answer_mask", "fact_mask", "opening_mask", "token_objects")  # batch entries the model never reads
 
 
 def vision_loss(model, batch: dict, readout: ObjectReadout) -> tuple[torch.Tensor, dict[str, float]]:
