@@ -96,8 +96,7 @@ have chosen that fact) and salvages tokens the target says a position or two awa
 Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
 
 *The built-in pair is a toy* (Qwen2.5-VL class, a few MB, runs on a CPU) trained on clips of coloured shapes: it
-knows circles, squares, triangles and stars in seven colours, moving, growing or still, and nothing else (to
-a multiple-choice question it names the right option but gives its letter at chance, whatever the method); a
+knows circles, squares, triangles and stars in seven colours, moving, growing or still, and nothing else; a
 real clip needs a real pair (type hub ids under **Model pair**). Its target was trained with a
 *relevance-alignment loss* so that it has the property the paper reports of large video LLMs: the hidden
 states of visual words lie near the video tokens of what they name. `python -m lvspec anchors` measures that
