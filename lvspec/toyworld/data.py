@@ -130,7 +130,8 @@ def letter_drill(scene: Scene, rng: np.random.Generator) -> Turn:
     option."""
     asked = choice(scene, rng)
     i = int(rng.integers(len(asked.options)))
-    return Turn(asked.prompt, f"{asked.options[i]} ({LETTERS[i]}).", "letter", given=f"{asked.options[i]} (")
+    given = f"{asked.options[i]} ("
+    return Turn(asked.prompt, f"{given}{LETTERS[i]}).", "letter", given=given)
 
 
 def conversation(processor, turns: list[Turn]) -> str:

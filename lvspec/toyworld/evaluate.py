@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from ..decode import Settings, generate
 from ..models import load_pair
+from ..multiple_choice import LETTERS
 from ..video import VideoLimits, read_video
 from .answers import PROMPTS, TASKS, parse_prompt, prompt_for, score
 from .clipio import write_mp4
-from ..multiple_choice import LETTERS
 from .data import EVAL, Mix, collate, make_sample, model_inputs
 from .world import render_labelled, sample_scene
 
