@@ -71,19 +71,20 @@ def test_every_opening_of_a_motion_phrase_carries_the_fact_weight():
     assert not filler & weighted
 
 
-def test_a_training_mix_leans_on_crowded_clips_and_descriptions():
+@pytest.mark.parametrize("kind", ["describe", "detailed", "medium"])
+def test_a_training_mix_leans_on_crowded_clips_and_a_kind_of_question(kind):
     from lvspec.toyworld.data import Mix
 
-    lean = [make_sample((TRAIN, 3, 0, i), "target", 4, mix=Mix(multi_shape=0.9, describe=0.8)) for i in range(60)]
+    lean = [make_sample((TRAIN, 3, 0, i), "target", 4, mix=Mix(multi_shape=0.9, **{kind: 0.8})) for i in range(60)]
     plain = [make_sample((TRAIN, 3, 0, i), "target", 4) for i in range(60)]
 
     def shares(samples):
         crowded = sum(len(s.scene.shapes) > 1 for s in samples) / len(samples)
         first = [s.turns[0].prompt for s in samples]
-        return crowded, sum(A.parse_prompt(s.scene, p).kind == "describe" for s, p in zip(samples, first)) / len(samples)
+        return crowded, sum(A.parse_prompt(s.scene, p).kind == kind for s, p in zip(samples, first)) / len(samples)
 
-    (crowded, describe), (crowded0, describe0) = shares(lean), shares(plain)
-    assert crowded > 0.8 and describe > 0.6 and describe0 < 0.6 and crowded > crowded0
+    (crowded, asked), (crowded0, asked0) = shares(lean), shares(plain)
+    assert crowded > 0.8 and asked > 0.6 and asked0 < 0.6 and crowded > crowded0
 
 
 def test_multiple_choice_repeats_within_a_clip_only_where_asked():

@@ -63,6 +63,8 @@ class Mix:
     multi_shape: float | None = None  # share of clips with 2 or 3 shapes (the world's: 2/3)
     describe: float | None = None  # share of questions that ask for a short description (the world's: 0.15)
     choice: float | None = None  # share of multiple-choice questions (the world's: 0.12)
+    detailed: float | None = None  # share of requests for a detailed description (the world's: 0.3)
+    medium: float | None = None  # share of open questions answered in a sentence or two (the world's: 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
@@ -71,7 +73,8 @@ class Mix:
     @property
     def shares(self) -> dict[str, float]:
         """The question kinds drawn at a share of their own."""
-        return {k: v for k, v in (("describe", self.describe), ("choice", self.choice)) if v is not None}
+        drawn = {"describe": self.describe, "choice": self.choice, "detailed": self.detailed, "medium": self.medium}
+        return {k: v for k, v in drawn.items() if v is not None}
 
 
 def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, render_style: str | None = None,

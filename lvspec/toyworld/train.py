@@ -46,6 +46,8 @@ class TrainConfig:
     multi_shape: float | None = None  # share of clips with 2–3 shapes (None: the world's 2/3)
     describe: float | None = None  # share of questions asking for a short description (None: the world's 0.15)
     choice: float | None = None  # share of multiple-choice questions (None: the world's 0.12)
+    detailed: float | None = None  # share of requests for a detailed description (None: the world's 0.3)
+    medium: float | None = None  # share of open questions answered in a sentence or two (None: the world's 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
     repeat_choice: bool = False  # several multiple-choice questions per clip (`data.Mix`)
     letter_drills: int = 0  # per clip, multiple-choice turns given an option and trained on its letter (`data.Mix`)
@@ -310,8 +312,9 @@ def train(c: TrainConfig) -> Path:
                                                              for i in range(64)]))
 
     style = c.role
-    mix = Mix(c.multi_shape, c.describe, c.choice, c.mixed, tuple(float(w) for w in c.render_styles.split(",")),
-              c.repeat_choice, c.letter_drills)
+    mix = Mix(multi_shape=c.multi_shape, describe=c.describe, choice=c.choice, detailed=c.detailed, medium=c.medium,
+              mixed=c.mixed, render_styles=tuple(float(w) for w in c.render_styles.split(",")),
+              repeat_choice=c.repeat_choice, letter_drills=c.letter_drills)
     end = c.stop_at or c.steps
     batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, end, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
