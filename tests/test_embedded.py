@@ -170,13 +170,18 @@ def test_target_answers_every_task_of_held_out_clips_and_describes_at_length(tmp
     from lvspec.toyworld.evaluate import KINDS, accuracy, held_out
     from lvspec.toyworld.longform import LETTERS
 
-    result = accuracy(str(TARGET), held_out(2 * len(KINDS), tmp_path, seed=2))
+    items = held_out(2 * len(KINDS), tmp_path, seed=2)
+    result = accuracy(str(TARGET), items)
     floors = {"detailed": 0.5, "describe": 0.5, "medium": 0.5, "short QA": 0.75}
     assert all(result["tasks"][task] >= floor for task, floor in floors.items()), result["tasks"]
     detailed = [a["answer"] for a in result["answers"] if a["task"] == "detailed"]
     assert detailed and all(len(text.split()) >= 40 and text.count(". ") >= 4 for text in detailed), detailed
     choices = [a["answer"] for a in result["answers"] if a["task"] == "choice"]
     assert choices and all(chosen_letter(text) in LETTERS for text in choices), choices
+    # every object of every description is sized and binned once (an object always shows in some token)
+    named = sum(len(item.scene.shapes) for item, a in zip(items, result["answers"]) if "objects" in a)
+    sizes = [o["tokens"] for a in result["answers"] for o in a.get("objects", ())]
+    assert named == len(sizes) == sum(row["objects"] for row in result["by_size"]) > 0 and min(sizes) > 0
 
 
 @pytest.mark.slow

@@ -321,18 +321,23 @@ def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
         return {"count": facts["count"] == n}
     if q.kind in ("detailed", "describe", "medium"):
         objects = {(c, s) for c, s, _ in b if c and s}
-        return {
-            "colour": all({c for c, sh, _ in b if c and sh == s.shape} == {s.colour} for s in scene.shapes),
-            "shape": all({sh for c, sh, _ in b if sh and c == s.colour} == {s.shape} for s in scene.shapes),
-            "motion": all(_motions_of(b, s, require_object=True) == {s.motion} for s in scene.shapes),
-            "count": len(objects) == n and facts["count"] in (None, n),
-        }
+        each = described(scene, text)
+        return {fact: all(o[fact] for o in each) for fact in ("colour", "shape", "motion")} | {
+            "count": len(objects) == n and facts["count"] in (None, n)}
     s = q.subject
     if q.kind == "colour":
         return {"colour": {c for c, sh, _ in b if c and sh in (s.shape, None)} == {s.colour}}
     if q.kind == "shape":
         return {"shape": {sh for c, sh, _ in b if sh and c in (s.colour, None)} == {s.shape}}
     return {"motion": _motions_of(b, s, require_object=False) == {s.motion}}
+
+
+def described(scene: Scene, text: str) -> list[dict[str, bool]]:
+    """Per object of ``scene``, whether a description binds its own colour, shape and motion to it and no other."""
+    b = parse_facts(text)["bindings"]
+    return [{"colour": {c for c, sh, _ in b if c and sh == s.shape} == {s.colour},
+             "shape": {sh for c, sh, _ in b if sh and c == s.colour} == {s.shape},
+             "motion": _motions_of(b, s, require_object=True) == {s.motion}} for s in scene.shapes]
 
 
 def _motions_of(bindings: list[Binding], spec: ShapeSpec, require_object: bool) -> set[str]:
