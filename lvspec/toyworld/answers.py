@@ -52,6 +52,8 @@ PROMPT_VARIANTS = {
 }
 TASKS = {"detailed": "detailed", "describe": "describe", "medium": "medium", "choice": "choice",
          **dict.fromkeys(("colour", "shape", "count", "motion"), "short QA")}  # the paper's task of each kind
+DESCRIPTIONS = ("detailed", "describe", "medium")  # the kinds whose answers name every object
+OBJECT_FACTS = ("colour", "shape", "motion")  # what a description binds to each object (`described`)
 _KIND_WEIGHTS = {"detailed": 0.3, "describe": 0.15, "medium": 0.15, "choice": 0.12, "colour": 0.06, "shape": 0.06,
                  "count": 0.06, "motion": 0.1}
 
@@ -319,10 +321,10 @@ def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
         return {"choice": chosen_letter(text) == q.letter}
     if q.kind == "count":
         return {"count": facts["count"] == n}
-    if q.kind in ("detailed", "describe", "medium"):
+    if q.kind in DESCRIPTIONS:
         objects = {(c, s) for c, s, _ in b if c and s}
         each = described(scene, text)
-        return {fact: all(o[fact] for o in each) for fact in ("colour", "shape", "motion")} | {
+        return {fact: all(o[fact] for o in each) for fact in OBJECT_FACTS} | {
             "count": len(objects) == n and facts["count"] in (None, n)}
     s = q.subject
     if q.kind == "colour":

@@ -21,7 +21,7 @@ from ..decode import Settings, generate
 from ..models import load_pair
 from ..multiple_choice import LETTERS
 from ..video import VideoLimits, read_video
-from .answers import PROMPTS, TASKS, described, parse_prompt, prompt_for, score
+from .answers import DESCRIPTIONS, OBJECT_FACTS, PROMPTS, TASKS, described, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from .data import EVAL, Mix, collate, make_sample, model_inputs, object_shares
 from .world import render_labelled, sample_scene
@@ -29,7 +29,6 @@ from .world import render_labelled, sample_scene
 FACTS = ("colour", "shape", "motion", "count", "choice")
 KINDS = tuple(PROMPTS)
 SHORT_KINDS = KINDS[:5]  # the kinds of the world before the long-form tasks
-DESCRIPTIONS = ("detailed", "describe", "medium")  # the kinds whose answers name every object
 SIZE_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0)  # bins of an object's area in merged video tokens (the last open)
 
 
@@ -103,7 +102,7 @@ def by_size(answers: list[dict]) -> list[dict]:
         inside = [o for o in objects if lo <= o["tokens"] and (hi is None or o["tokens"] < hi)]
         if inside:
             rows.append({"tokens": [lo, hi], "objects": len(inside)}
-                        | {fact: sum(o[fact] for o in inside) / len(inside) for fact in ("colour", "shape", "motion")})
+                        | {fact: sum(o[fact] for o in inside) / len(inside) for fact in OBJECT_FACTS})
     return rows
 
 
@@ -146,11 +145,11 @@ def print_table(results: dict) -> None:
     for name, r in results.items():
         if r.get("by_size"):
             print(f"{name}: objects of descriptions by area in merged video tokens, share bound right")
-            print(f"{'tokens':<10}{'objects':>10}" + "".join(f"{f:>10}" for f in ("colour", "shape", "motion")))
+            print(f"{'tokens':<10}{'objects':>10}" + "".join(f"{f:>10}" for f in OBJECT_FACTS))
             for row in r["by_size"]:
                 lo, hi = row["tokens"]
                 print(f"{f'{lo:g}–{hi:g}' if hi is not None else f'≥ {lo:g}':<10}{row['objects']:>10}"
-                      + "".join(f"{row[f]:>10.1%}" for f in ("colour", "shape", "motion")))
+                      + "".join(f"{row[f]:>10.1%}" for f in OBJECT_FACTS))
             print()
     for name, r in results.items():
         if "letter_lookup" in r:
