@@ -186,7 +186,8 @@ def test_score_catches_wrong_answers():
             return A.score(scene, prompt, A.answer(fake, prompt, rng, style))
 
         assert wrong(corrupt(scene, colour=other_colour))["colour"] is False
-        each = A.described(scene, A.answer(corrupt(scene, colour=other_colour), describe, rng, "target"))
+        told = A.answer(corrupt(scene, colour=other_colour), describe, rng, "target")
+        each = A.described(scene, A.parse_facts(told)["bindings"])
         assert len(each) == len(scene.shapes) and each[0]["colour"] is False
         assert wrong(corrupt(scene, shape=other_shape), style="draft")["shape"] is False
         assert wrong(corrupt(scene, motion=other_motion))["motion"] is False

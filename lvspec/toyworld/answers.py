@@ -323,7 +323,7 @@ def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
         return {"count": facts["count"] == n}
     if q.kind in DESCRIPTIONS:
         objects = {(c, s) for c, s, _ in b if c and s}
-        each = described(scene, text)
+        each = described(scene, b)
         return {fact: all(o[fact] for o in each) for fact in OBJECT_FACTS} | {
             "count": len(objects) == n and facts["count"] in (None, n)}
     s = q.subject
@@ -334,9 +334,9 @@ def score(scene: Scene, prompt: str, text: str) -> dict[str, bool]:
     return {"motion": _motions_of(b, s, require_object=False) == {s.motion}}
 
 
-def described(scene: Scene, text: str) -> list[dict[str, bool]]:
-    """Per object of ``scene``, whether a description binds its own colour, shape and motion to it and no other."""
-    b = parse_facts(text)["bindings"]
+def described(scene: Scene, b: list[Binding]) -> list[dict[str, bool]]:
+    """Per object of ``scene``, whether a description's bindings (`parse_facts`) give it its own colour, shape
+    and motion and no other."""
     return [{"colour": {c for c, sh, _ in b if c and sh == s.shape} == {s.colour},
              "shape": {sh for c, sh, _ in b if sh and c == s.colour} == {s.shape},
              "motion": _motions_of(b, s, require_object=True) == {s.motion}} for s in scene.shapes]

@@ -21,7 +21,7 @@ from ..decode import Settings, generate
 from ..models import load_pair
 from ..multiple_choice import LETTERS
 from ..video import VideoLimits, read_video
-from .answers import DESCRIPTIONS, OBJECT_FACTS, PROMPTS, TASKS, described, parse_prompt, prompt_for, score
+from .answers import DESCRIPTIONS, OBJECT_FACTS, PROMPTS, TASKS, described, parse_facts, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from .data import EVAL, Mix, collate, make_sample, model_inputs, object_shares
 from .world import render_labelled, sample_scene
@@ -79,7 +79,8 @@ def accuracy(model: str, items: list[EvalItem], frames: int = 16) -> dict:
         answers.append({"seed": item.seed, "prompt": item.prompt, "task": task, "answer": text, "score": verdict})
         if kind in DESCRIPTIONS and item.masks is not None:
             tokens = object_tokens(item.masks[clip.indices], len(item.scene.shapes), run.video.grid)
-            answers[-1]["objects"] = [o | {"tokens": t} for o, t in zip(described(item.scene, text), tokens)]
+            each = described(item.scene, parse_facts(text)["bindings"])
+            answers[-1]["objects"] = [o | {"tokens": t} for o, t in zip(each, tokens)]
     table = {fact: right[fact] / asked[fact] for fact in FACTS if asked[fact]}
     table["overall"] = sum(right.values()) / sum(asked.values())
     tasks = {task: task_right[task] / task_asked[task] for task in dict.fromkeys(TASKS.values()) if task_asked[task]}
