@@ -184,6 +184,18 @@ def test_target_answers_every_task_of_held_out_clips_and_describes_at_length(tmp
     assert named == len(sizes) == sum(row["objects"] for row in result["by_size"]) > 0 and min(sizes) > 0
 
 
+def test_eval_reads_the_clips_at_another_frame_budget(tmp_path):
+    """``eval --max-side``: the same weights read a 232-pixel clip at 224 pixels a side rather than the pair's 112,
+    so each object covers about four times the merged video tokens, and the answer is still parsed and sized."""
+    from lvspec.toyworld.evaluate import accuracy, held_out
+
+    items = held_out(1, tmp_path, seed=5, kinds=("describe",))
+    own, larger = ([o["tokens"] for o in accuracy(str(TARGET), items, max_side=side)["answers"][0]["objects"]]
+                   for side in (None, 224))
+    assert len(own) == len(larger) == 3
+    assert all(2.5 * a < b < 6 * a for a, b in zip(own, larger)), (own, larger)
+
+
 @pytest.mark.slow
 def test_target_gives_the_letter_of_the_option_it_names():
     """The look-up a multiple-choice answer ends with, on held-out letter drills (the option handed to it):

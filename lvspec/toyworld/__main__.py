@@ -30,6 +30,8 @@ def main() -> None:
     e.add_argument("--style", choices=STYLES, default="default", help="renderer of the held-out clips")
     e.add_argument("--target", default=str(TARGET))
     e.add_argument("--draft", default=str(DRAFT))
+    e.add_argument("--max-side", type=int, metavar="PIXELS",
+                   help="read the clips at this frame budget instead of each model's own (its processor's)")
     e.add_argument("--json", metavar="OUT")
     e.add_argument("--drills", type=int, default=0, metavar="N",
                    help="also the target's letter on N held-out letter drills (the option given)")
@@ -47,7 +49,8 @@ def main() -> None:
     elif args.command == "eval":
         from .evaluate import evaluate, print_table, save
 
-        results = evaluate({"target": args.target, "draft": args.draft}, n=args.n, seed=args.seed, style=args.style)
+        results = evaluate({"target": args.target, "draft": args.draft}, n=args.n, seed=args.seed, style=args.style,
+                           max_side=args.max_side)
         if args.drills:
             from .evaluate import letter_lookup
 

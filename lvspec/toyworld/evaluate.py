@@ -24,6 +24,7 @@ from ..video import VideoLimits, read_video
 from .answers import DESCRIPTIONS, OBJECT_FACTS, PROMPTS, TASKS, described, parse_facts, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from .data import EVAL, Mix, collate, make_sample, model_inputs, object_shares
+from .vocab import frame_size
 from .world import render_labelled, sample_scene
 
 FACTS = ("colour", "shape", "motion", "count", "choice")
@@ -58,9 +59,14 @@ def held_out(n: int, folder: Path, seed: int = 0, style: str = "default", kinds:
     return items
 
 
-def accuracy(model: str, items: list[EvalItem], frames: int = 16) -> dict:
-    """Per fact type and per task: the share of asked facts the model states right; ``overall`` pools them."""
+def accuracy(model: str, items: list[EvalItem], frames: int = 16, max_side: int | None = None) -> dict:
+    """Per fact type and per task: the share of asked facts the model states right; ``overall`` pools them.
+
+    ``max_side`` reads the clips at another frame budget than the model's processor (more video tokens per
+    object, the same weights): what a larger budget would give before any training at it."""
     pair = load_pair(model, device="cpu")
+    if max_side:
+        pair.processor.video_processor.size = frame_size(max_side)
     right, asked = defaultdict(int), defaultdict(int)
     task_right, task_asked = defaultdict(int), defaultdict(int)
     answers = []
@@ -131,10 +137,11 @@ def letter_lookup(model: str, n: int = 128, seed: int = 0) -> float:
     return right / asked
 
 
-def evaluate(models: dict[str, str], n: int = 200, seed: int = 0, style: str = "default") -> dict:
+def evaluate(models: dict[str, str], n: int = 200, seed: int = 0, style: str = "default",
+             max_side: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         items = held_out(n, Path(tmp), seed, style)
-        return {name: accuracy(path, items) for name, path in models.items()}
+        return {name: accuracy(path, items, max_side=max_side) for name, path in models.items()}
 
 
 def print_table(results: dict) -> None:

@@ -113,13 +113,18 @@ def extend_tokenizer(tokenizer: Qwen2Tokenizer, texts: Iterable[str], keep: Iter
     return extended
 
 
+def frame_size(max_side: int, factor: int = 28) -> dict[str, int]:
+    """A Qwen2-VL processor's ``size``: a frame's area between one merged token (``factor`` pixels a side)
+    and ``max_side`` squared, its shape kept."""
+    return {"shortest_edge": factor * factor, "longest_edge": max_side * max_side}
+
+
 def build_processor(
     tokenizer: Qwen2Tokenizer, *, patch_size: int = 14, merge_size: int = 2, max_side: int = 112
 ) -> Qwen2_5_VLProcessor:
     """A Qwen2.5-VL processor whose frames are resized to at most ``max_side`` pixels a side."""
-    factor = patch_size * merge_size
-    pixels = {"shortest_edge": factor * factor, "longest_edge": max_side * max_side}
-    common = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2, size=pixels)
+    common = dict(patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2,
+                  size=frame_size(max_side, patch_size * merge_size))
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**common),
         tokenizer=tokenizer,
