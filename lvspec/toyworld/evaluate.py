@@ -119,7 +119,7 @@ def letter_lookup(model: str, n: int = 128, seed: int = 0) -> float:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model)
-    net = AutoModelForImageTextToText.from_pretrained(model).eval()
+    net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32).eval()  # as `accuracy` reads
     letters = torch.tensor(processor.tokenizer.convert_tokens_to_ids(list(LETTERS[:4])))
     right = asked = 0
     for start in range(0, n, 8):
