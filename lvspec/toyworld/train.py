@@ -282,11 +282,12 @@ def loss_label(c: TrainConfig) -> str:
     return "weighted answer loss (nats/token)"
 
 
-def autocast_dtype() -> torch.dtype:
-    """bf16 where oneDNN runs it natively (AVX-512 and newer); elsewhere fp32. Without those instructions a
-    bf16 convolution falls back to an emulated kernel: on an AVX2 CPU one step of the target took 150 s under
-    bf16 autocast against 15 s in fp32 (the vision tower's 3-D patch convolution, backward)."""
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+def native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX-512 and newer), so bf16 autocast pays; elsewhere training
+    stays in fp32. Without those instructions a bf16 convolution falls back to an emulated kernel: on an AVX2
+    CPU one step of the target took 150 s under bf16 autocast against 15 s in fp32 (the vision tower's 3-D
+    patch convolution, backward)."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def train(c: TrainConfig) -> Path:
@@ -327,11 +328,11 @@ def train(c: TrainConfig) -> Path:
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
     model.train()
     bar = tqdm(loader, initial=start, total=end, desc=f"train {c.role}", dynamic_ncols=True)
-    t0, dtype = time.time(), autocast_dtype()
+    t0, bf16 = time.time(), native_bf16()
     for step, batch in enumerate(bar, start=start):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, c)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if c.stage == "vision":
                 loss, parts = vision_loss(model, batch, readout)
             else:
