@@ -22,7 +22,7 @@ from .errors import UserError
 from .models import ModelPair, Prompt, Reading
 from .multiple_choice import option_token_ids
 from .policies import Exact, FLy, LVSpec, Policy, RandomRelax, RoundView, Vanilla
-from .pruning import kept_tokens, prefill_signal, pruned
+from .pruning import kept_tokens, prefill_signal, pruned, regrid
 from .relevance import LayerTap, relevance, unit_rows
 from .text import Detokenizer
 from .trace import Round, RunTrace, Settings, TokenEvent
@@ -129,13 +129,19 @@ def verify(target: Sequence, committed: list[int], drafts: list[int], tap: Layer
 def draft_prompt(pair: ModelPair, model: PreTrainedModel, reading: Reading, states: torch.Tensor | None,
                  keep: float) -> tuple[Prompt, int]:
     """What a drafting ``model`` reads, and how many video tokens of it: the whole video, or the ``keep``
-    share chosen by the target's prefill ``states`` (``lvspec.pruning``). The target drafting for itself
-    reuses its own prompt."""
-    prompt = reading.prompt if model is pair.target else pair.prompt(model, reading.inputs)
+    share chosen by the target's prefill ``states`` (``lvspec.pruning``), carried over to the draft's grid
+    where it reads frames at another size. The target drafting for itself reuses its own prompt."""
+    if model is pair.target:
+        inputs, prompt = reading.inputs, reading.prompt
+    else:
+        inputs = reading.inputs if reading.draft_inputs is None else reading.draft_inputs
+        prompt = pair.prompt(model, inputs)
+    mask = pair.adapter.video_mask(model.config, inputs["input_ids"])
     if keep == 1.0:
-        return prompt, int(reading.video_mask.sum())
-    kept = kept_tokens(prefill_signal(states, reading.video_mask), reading.grid, keep)
-    return pruned(prompt, reading.video_mask, kept), int(kept.sum())
+        return prompt, int(mask.sum())
+    grid = pair.adapter.video_grid(model.config, inputs)
+    kept = kept_tokens(regrid(prefill_signal(states, reading.video_mask), reading.grid, grid), grid, keep)
+    return pruned(prompt, mask, kept), int(kept.sum())
 
 
 class NoDraft:

@@ -92,12 +92,14 @@ class VideoFeatures:
 @dataclass
 class Reading:
     """One request, read once: the processor's ``inputs``, the target's ``prompt``, which prompt positions
-    hold video tokens (``video_mask``, (L,)) and their ``grid`` (time steps, rows, columns)."""
+    hold video tokens (``video_mask``, (L,)) and their ``grid`` (time steps, rows, columns). A draft whose
+    own processor sizes frames otherwise reads ``draft_inputs``; None: it reads ``inputs``."""
 
     inputs: dict
     prompt: Prompt
     video_mask: torch.Tensor
     grid: list[int]
+    draft_inputs: dict | None = None
 
 
 class Adapter:
@@ -314,7 +316,9 @@ class LoadReport:
 
 @dataclass
 class ModelPair:
-    """A target, an optional draft of the same tokenizer, and the target's processor."""
+    """A target, an optional draft of the same tokenizer, and the target's processor; ``draft_processor``
+    where the draft's own reads frames at another size (a frame budget is a model's, as in its checkpoint:
+    a small draft may read fewer pixels than its target), else None."""
 
     target: PreTrainedModel
     draft: PreTrainedModel | None
@@ -323,6 +327,7 @@ class ModelPair:
     target_name: str
     draft_name: str | None
     loads: list[LoadReport] = field(default_factory=list)
+    draft_processor: object | None = None
 
     @property
     def tokenizer(self):
@@ -357,10 +362,11 @@ class ModelPair:
         heads = [m.config.get_text_config().vocab_size for m in (self.target, self.draft) if m is not None]
         return min(len(self.tokenizer), *heads)
 
-    def inputs(self, clip: Clip, prompt: str) -> dict[str, torch.Tensor]:
+    def inputs(self, clip: Clip, prompt: str, processor=None) -> dict[str, torch.Tensor]:
+        """The target's inputs, or those of ``processor`` (the draft's)."""
         if not prompt.strip():
             raise UserError("the prompt is empty: ask something about the video")
-        inputs = self.adapter.inputs(self.processor, clip, prompt)
+        inputs = self.adapter.inputs(processor or self.processor, clip, prompt)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
 
     def prompt(self, model: PreTrainedModel, inputs: dict) -> Prompt:
@@ -371,8 +377,9 @@ class ModelPair:
         """The request as the target reads it, with what a draft needs to read it as well."""
         inputs = self.inputs(clip, prompt)
         config = self.target.config
+        own = None if self.draft_processor is None else self.inputs(clip, prompt, self.draft_processor)
         return Reading(inputs, self.prompt(self.target, inputs), self.adapter.video_mask(config, inputs["input_ids"]),
-                       self.adapter.video_grid(config, inputs))
+                       self.adapter.video_grid(config, inputs), own)
 
     def reset(self) -> None:
         for model in (self.target, self.draft):
@@ -409,6 +416,19 @@ def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None
             f"the draft '{draft}' and the target '{target}' use different tokenizers "
             f"({b} vs {a} tokens): pick a draft from the target's family"
         )
+
+
+def own_frames(processor, draft: str, trust_remote_code: bool = False):
+    """The draft's processor where its video processor differs from the target's (e.g. fewer pixels a
+    frame), else None. A draft folder without a video processor reads the target's frames."""
+    try:
+        theirs = AutoProcessor.from_pretrained(draft, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot read the draft '{draft}''s processor: {str(err).splitlines()[0]}") from None
+    video = getattr(theirs, "video_processor", None)
+    if video is None or video.to_dict() == processor.video_processor.to_dict():
+        return None
+    return theirs
 
 
 def load_model(adapter: Adapter, name: str, role: str, *, dtype, device_map, attn: str,
@@ -463,9 +483,11 @@ def load_pair(
     configs = read_configs(target, draft, trust_remote_code)
     adapter = adapter_for(configs["target"].model_type)
     processor = AutoProcessor.from_pretrained(target, trust_remote_code=trust_remote_code)
+    draft_processor = None
     if draft is not None:
         draft_tokenizer = AutoTokenizer.from_pretrained(draft, trust_remote_code=trust_remote_code)
         check_same_tokenizer(processor.tokenizer, draft_tokenizer, target, draft)
+        draft_processor = own_frames(processor, draft, trust_remote_code)
 
     names = {"target": target, "draft": draft}
     places = {"target": device_map or device, "draft": draft_device_map or device_map or device}
@@ -491,4 +513,4 @@ def load_pair(
         done += need.bytes
         log.info("loaded %s", loads[-1])
         tell(done / total, f"loaded {loads[-1]}")
-    return ModelPair(models["target"], models.get("draft"), processor, adapter, target, draft, loads)
+    return ModelPair(models["target"], models.get("draft"), processor, adapter, target, draft, loads, draft_processor)

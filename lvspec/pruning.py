@@ -36,6 +36,16 @@ def prefill_signal(states: torch.Tensor, video_mask: torch.Tensor) -> torch.Tens
     return states[video_mask.to(states.device)] @ states[-1]
 
 
+def regrid(signal: torch.Tensor, grid: list[int], to: list[int]) -> torch.Tensor:
+    """``signal`` over a (time, rows, columns) ``grid`` of video tokens, read at the places of the ``to``
+    grid's tokens: a draft that reads the frames at another size ranks its own tokens by the target's signal
+    at the same spot of the clip."""
+    if list(grid) == list(to):
+        return signal
+    volume = signal.float().reshape(1, 1, *grid)
+    return torch.nn.functional.interpolate(volume, size=tuple(to), mode="trilinear").flatten()
+
+
 def _reverse_bits(v: torch.Tensor, bits: int) -> torch.Tensor:
     return sum(((v >> b) & 1) << (bits - 1 - b) for b in range(bits))
 

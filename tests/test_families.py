@@ -49,7 +49,7 @@ from lvspec import bench, cli, fit
 from lvspec.assisted import DRAFTS_WITHOUT_VIDEO, generate_assisted
 from lvspec.decode import Sequence, Settings, draft_prompt, generate, prefill
 from lvspec.models import ModelError, check_same_tokenizer, load_pair
-from lvspec.pruning import KEEP, kept_tokens, pruned, spread_order
+from lvspec.pruning import KEEP, kept_tokens, pruned, regrid, spread_order
 from lvspec.toyworld.clipio import write_mp4
 from lvspec.toyworld.vocab import CHAT_TEMPLATE, EOS, build_processor, build_tokenizer, tiny_config
 from lvspec.trace import RunTrace
@@ -348,6 +348,14 @@ def test_kept_tokens_take_the_signal_top_and_spread_the_rest():
     assert sorted(order.tolist()) == list(range(256))
     first = {(int(i) % 64 // 8, int(i) % 8) for i in order[:16]}
     assert first == {(y, x) for y in (0, 4) for x in (0, 4)}  # coarse lattice first, in every frame
+
+
+def test_a_signal_carried_to_a_finer_grid_peaks_at_the_same_place():
+    signal = torch.zeros(2, 4, 4)
+    signal[1, 3, 0] = 1.0  # second time step, bottom-left
+    assert torch.equal(regrid(signal.flatten(), [2, 4, 4], [2, 4, 4]), signal.flatten())
+    finer = regrid(signal.flatten(), [2, 4, 4], [2, 6, 6]).view(2, 6, 6)
+    assert (finer[1] == finer.max()).nonzero().tolist() == [[5, 0]] and finer[0].max() == 0
 
 
 def test_a_pair_too_large_fails_before_loading_and_says_what_fits(family, monkeypatch):

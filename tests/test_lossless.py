@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+
 import pytest
 import torch
 
 from conftest import CLIPS, MAX_NEW, PROMPTS, free_run, hf_tokens, stop_token
 from lvspec.decode import Settings, generate
 from lvspec.models import load_pair
+from lvspec.toyworld.vocab import build_processor
 
 
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: c.path)
@@ -69,3 +73,22 @@ def test_lossy_lvspec_accepts_more(pair):
     assert loose.stats.mean_accepted_length > exact.stats.mean_accepted_length
     assert {"loose", "shift"} & {t.verdict for t in loose.tokens}
     assert torch.is_grad_enabled()  # the loop's inference mode does not leak out
+
+
+def test_a_draft_reading_smaller_frames_stays_lossless(folders, tokenizer, tmp_path):
+    """A draft whose own processor reads fewer pixels a frame gets its own, shorter prompt; the target's
+    output is unchanged, whole or pruned (the target's signal carried over to the draft's grid)."""
+    shutil.copytree(folders / "near", tmp_path / "near")
+    build_processor(tokenizer, max_side=28).save_pretrained(tmp_path / "near")
+    assert load_pair(str(folders / "target"), str(folders / "near"), device="cpu").draft_processor is None
+    pair = load_pair(str(folders / "target"), str(tmp_path / "near"), device="cpu", dtype="float64")
+    assert pair.draft_processor is not None
+    clip, prompt = CLIPS[1], PROMPTS[0]
+    reading = pair.read(clip, prompt)
+    theirs = int(pair.adapter.video_mask(pair.draft.config, reading.draft_inputs["input_ids"]).sum())
+    assert 0 < theirs < int(reading.video_mask.sum())
+    vanilla, stop = free_run(pair, clip, prompt)
+    with stop_token(pair, stop):
+        for keep, read in ((1.0, theirs), (0.5, math.ceil(theirs / 2))):
+            exact = generate(pair, clip, prompt, "exact", Settings(k=4, max_new_tokens=MAX_NEW, draft_keep=keep))
+            assert exact.token_ids == vanilla and exact.video.draft_tokens == read
