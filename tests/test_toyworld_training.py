@@ -186,6 +186,11 @@ def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
     from lvspec.toyworld.recipe import commands
 
     lines = commands({"target": TARGET, "draft": DRAFT})
+    # the target reads frames at another budget than it was trained at: set right after its last stage
+    framed = [i for i, line in enumerate(lines) if line.split()[3] == "frames"]
+    assert [lines[i].split()[4] for i in framed] == ["assets/models/toy-target"]
+    assert "--out assets/models/toy-target " in lines[framed[0] - 1]
+    lines = [line for line in lines if line.split()[3] == "train"]
     runs = [dict(zip(line.split()[4::2], line.split()[5::2])) for line in lines]
     # a stage whose settings changed on resume is two commands on one work folder, the first stopped early
     stages = [run for run, after in zip(runs, [*runs[1:], {}]) if run["--work"] != after.get("--work")]

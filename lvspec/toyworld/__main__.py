@@ -1,4 +1,4 @@
-"""``python -m lvspec.toyworld train|eval|samples|recipe``: build, score and show the embedded pair."""
+"""``python -m lvspec.toyworld train|eval|samples|recipe|frames``: build, score and show the embedded pair."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ def main() -> None:
     r = sub.add_parser("recipe", help="the train commands that made the shipped pair, from nothing")
     r.add_argument("--target", default=str(TARGET))
     r.add_argument("--draft", default=str(DRAFT))
+    f = sub.add_parser("frames", help="give a trained model another frame budget (recorded for the recipe)")
+    f.add_argument("model", help="a model folder that train wrote")
+    f.add_argument("--max-side", type=int, required=True, metavar="PIXELS")
     args = p.parse_args()
 
     if args.command == "train":
@@ -62,6 +65,10 @@ def main() -> None:
         from .recipe import commands
 
         print("\n".join(commands({"target": Path(args.target), "draft": Path(args.draft)})))
+    elif args.command == "frames":
+        from .vocab import reframe
+
+        reframe(Path(args.model), args.max_side)
     else:
         from .samples import write_samples
 

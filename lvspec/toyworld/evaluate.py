@@ -24,7 +24,7 @@ from ..video import VideoLimits, read_video
 from .answers import DESCRIPTIONS, OBJECT_FACTS, PROMPTS, TASKS, described, parse_facts, parse_prompt, prompt_for, score
 from .clipio import write_mp4
 from .data import EVAL, Mix, collate, make_sample, model_inputs, object_shares
-from .vocab import frame_size
+from .vocab import set_frame_budget
 from .world import render_labelled, sample_scene
 
 FACTS = ("colour", "shape", "motion", "count", "choice")
@@ -66,7 +66,7 @@ def accuracy(model: str, items: list[EvalItem], frames: int = 16, max_side: int 
     object, the same weights): what a larger budget would give before any training at it."""
     pair = load_pair(model, device="cpu")
     if max_side:
-        pair.processor.video_processor.size = frame_size(max_side)
+        set_frame_budget(pair.processor, max_side)
     right, asked = defaultdict(int), defaultdict(int)
     task_right, task_asked = defaultdict(int), defaultdict(int)
     answers = []

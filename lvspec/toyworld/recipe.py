@@ -5,8 +5,8 @@ A stage starts from the one before it (``continues`` is its ``init``'s record), 
 renamed to the folder of the stage that wrote it, so the list runs as it stands on a fresh clone. A stage
 stopped before the end of its learning-rate schedule says so (``stop_at``); one whose settings changed on
 resume runs as two commands on one work folder, the first with the settings it began with (a record's
-``began_with``). What a record cannot say, the version of the code each stage ran, docs/training.md does.
-"""
+``began_with``); a frame budget set on a stage's model afterwards (``frames``) follows it as a ``frames``
+command. What a record cannot say, the version of the code each stage ran, docs/training.md does."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def commands(models: dict[str, Path]) -> list[str]:
             if began := record.get("began_with"):
                 lines.append(command(c | began))
             lines.append(command(c))
+            if "frames" in record:  # the frame budget set after the stage (``vocab.reframe``)
+                lines.append(f"python -m lvspec.toyworld frames {out} --max-side {record['frames']}")
     return lines
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
+    AutoProcessor,
     Qwen2_5_VLConfig,
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
@@ -117,6 +119,24 @@ def frame_size(max_side: int, factor: int = 28) -> dict[str, int]:
     """A Qwen2-VL processor's ``size``: a frame's area between one merged token (``factor`` pixels a side)
     and ``max_side`` squared, its shape kept."""
     return {"shortest_edge": factor * factor, "longest_edge": max_side * max_side}
+
+
+def set_frame_budget(processor, max_side: int) -> None:
+    """Resize ``processor``'s images and frames to at most ``max_side`` pixels a side from now on."""
+    for part in (processor.image_processor, processor.video_processor):
+        part.size = frame_size(max_side, part.patch_size * part.merge_size)
+
+
+def reframe(model: Path, max_side: int) -> None:
+    """Give a trained model folder another frame budget, recorded in its ``training.json`` (``frames``) so
+    the recipe repeats it. The vision tower reads any number of patches (rotary positions, no fixed grid),
+    so the weights carry over; what the change costs or gives is for ``eval`` to say."""
+    model = Path(model)
+    processor = AutoProcessor.from_pretrained(model)
+    set_frame_budget(processor, max_side)
+    processor.save_pretrained(model)
+    record = json.loads((model / "training.json").read_text())
+    (model / "training.json").write_text(json.dumps({**record, "frames": max_side}, indent=1))
 
 
 def build_processor(
