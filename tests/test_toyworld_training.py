@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -186,11 +187,6 @@ def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
     from lvspec.toyworld.recipe import commands
 
     lines = commands({"target": TARGET, "draft": DRAFT})
-    # the target reads frames at another budget than it was trained at: set right after its last stage
-    framed = [i for i, line in enumerate(lines) if line.split()[3] == "frames"]
-    assert [lines[i].split()[4] for i in framed] == ["assets/models/toy-target"]
-    assert "--out assets/models/toy-target " in lines[framed[0] - 1]
-    lines = [line for line in lines if line.split()[3] == "train"]
     runs = [dict(zip(line.split()[4::2], line.split()[5::2])) for line in lines]
     # a stage whose settings changed on resume is two commands on one work folder, the first stopped early
     stages = [run for run, after in zip(runs, [*runs[1:], {}]) if run["--work"] != after.get("--work")]
@@ -205,6 +201,22 @@ def test_recipe_rebuilds_the_shipped_pair_from_nothing_stage_after_stage():
             source = stage.get("--tokenizer-from")  # an earlier stage's model or its work folder's processor
             assert source is None or source in written or source.removesuffix("/processor") in written
             written += [stage["--out"], stage["--work"]]
+
+
+def test_a_frame_budget_set_after_training_is_read_and_repeated_by_the_recipe(tmp_path):
+    """``toyworld frames`` rewrites a trained model's processor, and the recipe repeats it after the stage."""
+    import shutil
+
+    from lvspec.toyworld import DRAFT
+    from lvspec.toyworld.recipe import commands
+    from lvspec.toyworld.vocab import reframe
+
+    model = tmp_path / "draft"
+    shutil.copytree(DRAFT, model)
+    before = commands({"draft": model})
+    reframe(model, 168)
+    assert AutoProcessor.from_pretrained(model).video_processor.size["longest_edge"] == 168 * 168
+    assert commands({"draft": model}) == [*before, f"python -m lvspec.toyworld frames {os.path.relpath(model)} --max-side 168"]
 
 
 def test_the_recipe_in_the_docs_is_the_one_the_shipped_records_give():
