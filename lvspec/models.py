@@ -464,8 +464,9 @@ def load_pair(
 
     ``dtype="auto"`` means bf16 on CUDA and fp32 on CPU. ``device_map`` (e.g. "auto") lets accelerate
     spread a large target over several GPUs; otherwise both models go to ``device``. The draft goes where
-    the target goes unless ``draft_device_map`` (e.g. "cuda:3") says otherwise. Before any weight is read,
-    the pair's size is checked against the free memory there (``lvspec.fit``). ``progress(fraction,
+    the target goes unless ``draft_device_map`` (e.g. "cuda:3") says otherwise, and reads frames through its
+    own processor where that sizes them otherwise than the target's (``own_frames``). Before any weight is
+    read, the pair's size is checked against the free memory there (``lvspec.fit``). ``progress(fraction,
     message)`` hears each step; ``ModelPair.loads`` keeps what each model took.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
