@@ -132,11 +132,10 @@ def draft_prompt(pair: ModelPair, model: PreTrainedModel, reading: Reading, stat
     share chosen by the target's prefill ``states`` (``lvspec.pruning``), carried over to the draft's grid
     where it reads frames at another size. The target drafting for itself reuses its own prompt."""
     if model is pair.target:
-        inputs, prompt = reading.inputs, reading.prompt
+        inputs, prompt, mask = reading.inputs, reading.prompt, reading.video_mask
     else:
         inputs = reading.inputs if reading.draft_inputs is None else reading.draft_inputs
-        prompt = pair.prompt(model, inputs)
-    mask = pair.adapter.video_mask(model.config, inputs["input_ids"])
+        prompt, mask = pair.prompt(model, inputs), pair.adapter.video_mask(model.config, inputs["input_ids"])
     if keep == 1.0:
         return prompt, int(mask.sum())
     grid = pair.adapter.video_grid(model.config, inputs)
