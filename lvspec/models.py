@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoProcessor, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoProcessor, PreTrainedModel
 from transformers.video_utils import VideoMetadata
 
 from .errors import UserError
@@ -418,13 +418,17 @@ def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None
         )
 
 
-def own_frames(processor, draft: str, trust_remote_code: bool = False):
-    """The draft's processor where its video processor differs from the target's (e.g. fewer pixels a
-    frame), else None. A draft folder without a video processor reads the target's frames."""
+def read_processor(draft: str, trust_remote_code: bool = False):
+    """The draft folder's processor, or its tokenizer alone where it ships no processor."""
     try:
-        theirs = AutoProcessor.from_pretrained(draft, trust_remote_code=trust_remote_code)
+        return AutoProcessor.from_pretrained(draft, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot read the draft '{draft}''s processor: {str(err).splitlines()[0]}") from None
+
+
+def own_frames(processor, theirs):
+    """The draft's processor ``theirs`` where its video processor differs from the target's (e.g. fewer pixels
+    a frame), else None. A draft folder without a video processor reads the target's frames."""
     video = getattr(theirs, "video_processor", None)
     if video is None or video.to_dict() == processor.video_processor.to_dict():
         return None
@@ -486,9 +490,9 @@ def load_pair(
     processor = AutoProcessor.from_pretrained(target, trust_remote_code=trust_remote_code)
     draft_processor = None
     if draft is not None:
-        draft_tokenizer = AutoTokenizer.from_pretrained(draft, trust_remote_code=trust_remote_code)
-        check_same_tokenizer(processor.tokenizer, draft_tokenizer, target, draft)
-        draft_processor = own_frames(processor, draft, trust_remote_code)
+        theirs = read_processor(draft, trust_remote_code)
+        check_same_tokenizer(processor.tokenizer, getattr(theirs, "tokenizer", theirs), target, draft)
+        draft_processor = own_frames(processor, theirs)
 
     names = {"target": target, "draft": draft}
     places = {"target": device_map or device, "draft": draft_device_map or device_map or device}
