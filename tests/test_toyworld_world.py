@@ -314,6 +314,22 @@ def test_a_description_begun_in_one_style_is_finished_in_the_other_with_the_same
     assert A._sentence_case(" ".join(own)).startswith(plan.given)
 
 
+def test_a_medium_answer_begun_in_the_other_style_even_falsely_is_finished_with_the_facts():
+    """A draft-worded prefix, cut at a word or gone on to an object the clip lacks, ends in a true answer."""
+    from lvspec.toyworld.longform import FALSE_STARTS, mixed_medium
+
+    rng = np.random.default_rng(11)
+    false_starts = 0
+    for scene in scenes(300, seed=11):
+        s = scene.shapes[int(rng.integers(len(scene.shapes)))]
+        prompt = A.PROMPTS["medium"].format(colour=s.colour, shape=s.shape)
+        plan = mixed_medium(scene, s, rng, "target", "draft")
+        assert plan.given and plan.text.startswith(plan.given) and plan.text[len(plan.given)] in " ,", plan.text
+        assert A.score(scene, prompt, plan.text) == dict.fromkeys(FACTS, True), plan.text
+        false_starts += any(plan.text.endswith(f" {way_out}.") for _, way_out in FALSE_STARTS)
+    assert 100 < false_starts < 200
+
+
 def test_the_styles_word_descriptions_differently_but_name_facts_alike():
     rng = np.random.default_rng(8)
     differ = 0
@@ -371,7 +387,7 @@ def test_filler_frames_state_no_fact():
 
     words = A.anchor_words() - {"one", "two", "three"}
     frames = [*L.OPENINGS, *L.OBJECTS, *L.LOOKS, *L.TOGETHER, *L.ALONE, *L.BACKGROUNDS, *L.CLOSINGS,
-              *L.MEDIUM_MAIN, *L.MEDIUM_OTHER, *L.MEDIUM_NOTHING]
+              *L.MEDIUM_MAIN, *L.MEDIUM_OTHER, *L.MEDIUM_NOTHING, *(part for pair in L.FALSE_STARTS for part in pair)]
     for frame in frames:
         plain = re.sub(r"\{[a-z_]+\}", " ", frame)
         assert not set(A._words(plain)) & words, frame

@@ -21,8 +21,8 @@ from transformers.video_utils import VideoMetadata
 
 from ..video import sample_indices
 from ..multiple_choice import LETTERS
-from .answers import STYLES, anchor_words, answer, motion_verbs, sample_prompt
-from .longform import choice, mixed_detailed
+from .answers import STYLES, anchor_words, answer, motion_verbs, parse_prompt, sample_prompt
+from .longform import choice, mixed_detailed, mixed_medium
 from .world import COLOURS, MOTIONS, SHAPES, Scene, render_labelled, sample_scene
 
 TRAIN, EVAL, INIT = 0, 1, 2  # seed namespaces: training batches, held-out clips, data-dependent init
@@ -66,6 +66,7 @@ class Mix:
     detailed: float | None = None  # share of requests for a detailed description (the world's: 0.3)
     medium: float | None = None  # share of open questions answered in a sentence or two (the world's: 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
+    mixed_medium: float = 0.0  # share of medium answers begun in the other style's words, half as false starts
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
     letter_drills: int = 0  # multiple-choice turns per clip whose option is given and only its letter trained
@@ -83,7 +84,8 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
 
     ``render_style`` None draws the renderer from ``mix.render_styles``. With ``mix.mixed``, a detailed
     description is sometimes begun in the other style's words and finished in ``answer_style``'s, as the
-    target reads it mid-answer once LVSpec has kept the draft's fillers (and the draft, the target's)."""
+    target reads it mid-answer once LVSpec has kept the draft's fillers (and the draft, the target's); with
+    ``mix.mixed_medium``, a medium answer (`longform.mixed_medium`)."""
     rng = np.random.default_rng(seed)
     n_shapes = None if mix.multi_shape is None else 1 if rng.random() >= mix.multi_shape else int(rng.integers(2, 4))
     scene = sample_scene(rng, n_shapes)
@@ -118,6 +120,10 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
         if kind == "detailed" and rng.random() < mix.mixed:
             other = next(s for s in STYLES if s != answer_style)
             plan = mixed_detailed(scene, rng, answer_style, other)
+            turns.append(Turn(prompt, plan.text, kind, plan.given))
+        elif kind == "medium" and mix.mixed_medium and rng.random() < mix.mixed_medium:
+            other = next(s for s in STYLES if s != answer_style)
+            plan = mixed_medium(scene, parse_prompt(scene, prompt).subject, rng, answer_style, other)
             turns.append(Turn(prompt, plan.text, kind, plan.given))
         else:
             turns.append(Turn(prompt, answer(scene, prompt, rng, style=answer_style), kind))

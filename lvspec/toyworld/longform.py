@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..multiple_choice import lettered_options
-from .wording import _choose_words, _counting, _motion_phrase, _noun, _pick
+from .wording import _choose_words, _counting, _motion_phrase, _noun, _pick, _sentence_case
 from .world import SHAPES, Scene, ShapeSpec
 
 LETTERS = ("A", "B", "C", "D")
@@ -192,14 +192,56 @@ def _capitalised(sentence: str) -> str:
 
 
 def medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str) -> str:
+    return "".join(_medium_parts(scene, subject, rng, style)) + "."
+
+
+def _medium_parts(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str) -> list[str]:
+    """A medium answer as its clauses and the joins between them: the asked object's, then one per other object
+    (or a remark that there is none)."""
     main = _frame(MEDIUM_MAIN, rng, style, **_subject_fields(subject, *_motion_phrase(subject.motion, rng)))
     others = [s for s in sorted(scene.shapes, key=lambda s: SHAPES.index(s.shape)) if s != subject]
     if not others:
-        return f"{main}, and {_frame(MEDIUM_NOTHING, rng, style)}."
+        return [main, ", and ", _frame(MEDIUM_NOTHING, rng, style)]
     clauses = [_frame(MEDIUM_OTHER, rng, style, **_subject_fields(s, *_motion_phrase(s.motion, rng)))
                for s in others]
     joiner = ". " if _pick((True, False, False, True, True), rng, style) else ", and "  # one or two sentences
-    return main + joiner + " and ".join(clauses) + "."
+    return [main, joiner, *(part for clause in clauses for part in (clause, " and "))][:-1]
+
+
+def mixed_medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str, other: str) -> Plan:
+    """A medium answer that ``other`` began and ``style`` finishes, as LVSpec's kept fillers leave it.
+
+    Half the time the prefix is ``other``'s own answer cut at a word. Otherwise it is a false start: ``other``'s
+    answer, then the opening of a clause about one more object ("the scene also has", "besides it,"), as a
+    draft that misreads the clip words it. Its fillers pass a loose check and commit the target to an object
+    the clip does not have, so the target learns a true way out ("the scene also has no other object")."""
+    seed = int(rng.integers(2**31))
+    theirs = _medium_parts(scene, subject, np.random.default_rng(seed), other)
+    ours = _medium_parts(scene, subject, np.random.default_rng(seed), style)
+    if rng.random() < 0.5:
+        cut = 2 * int(rng.integers((len(theirs) + 1) // 2))  # a clause, not a join
+        words = theirs[cut].split(" ")
+        at = int(rng.integers(1, len(words))) if len(words) > 1 else 1
+        given = "".join(theirs[:cut]) + " ".join(words[:at])
+        text = "".join(theirs[: cut + 1]) + "".join(ours[cut + 1 :]) + "."
+    else:
+        head, way_out = FALSE_STARTS[int(rng.integers(len(FALSE_STARTS)))]
+        before = theirs[:1] if len(theirs) == 3 and len(scene.shapes) == 1 else theirs
+        join = (". ", ", and ")[int(rng.integers(2))] if len(before) == 1 else " and "
+        given = "".join(before) + join + _choose_words(head, rng, other)
+        text = f"{given} {way_out}."
+    text = _sentence_case(text)
+    return Plan((text,), given=text[: len(given)])
+
+
+# The openings of `MEDIUM_OTHER`'s clauses that come before the object they name, each with a true way to
+# finish it when no object is left to name.
+FALSE_STARTS = (
+    ("there is also", "nothing else in the scene"),
+    ("[besides|beside] it,", "there is nothing else in the scene"),
+    ("the scene also has", "no other object"),
+    ("[next to|near] it,", "there is only the dark background"),
+)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class TrainConfig:
     detailed: float | None = None  # share of requests for a detailed description (None: the world's 0.3)
     medium: float | None = None  # share of open questions answered in a sentence or two (None: the world's 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
+    mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (`data.Mix`)
     repeat_choice: bool = False  # several multiple-choice questions per clip (`data.Mix`)
     letter_drills: int = 0  # per clip, multiple-choice turns given an option and trained on its letter (`data.Mix`)
     render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
@@ -321,7 +322,7 @@ def train(c: TrainConfig) -> Path:
 
     style = c.role
     mix = Mix(multi_shape=c.multi_shape, describe=c.describe, choice=c.choice, detailed=c.detailed, medium=c.medium,
-              mixed=c.mixed, render_styles=tuple(float(w) for w in c.render_styles.split(",")),
+              mixed=c.mixed, mixed_medium=c.mixed_medium, render_styles=tuple(float(w) for w in c.render_styles.split(",")),
               repeat_choice=c.repeat_choice, letter_drills=c.letter_drills)
     end = c.stop_at or c.steps
     batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, end, mix)
