@@ -107,6 +107,9 @@ class MethodFigures:
     # Against the items' reference answers (where given): the option picked / token F1, and ROUGE-L of free text.
     reference_score: float | None = None
     reference_rouge_l: float | None = None
+    # The counts behind facts_kept (answers) and right_kept (facts): 100% of 8 is read otherwise than of 256.
+    facts_kept_of: tuple[int, int] | None = None
+    right_kept_of: tuple[int, int] | None = None
 
 
 def _decode_s(trace: RunTrace) -> float:
@@ -168,12 +171,14 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Sc
             fig.token_f1 = sum(token_f1(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
             fig.rouge_l = sum(rouge_l(r, t.text) for r, t in zip(refs, firsts)) / len(firsts)
             facts = [(scorer.facts(item, r), scorer.facts(item, t.text)) for item, r, t in zip(items, refs, firsts)]
-            fig.facts_kept = mean([float(a == b) for a, b in facts if a is not None])
+            judged = [a == b for a, b in facts if a is not None]
+            fig.facts_kept, fig.facts_kept_of = mean([float(k) for k in judged]), (sum(judged), len(judged))
             if known:
                 fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
                 right = [(ok, verdicts[method][i][fact]) for i, per_fact in enumerate(verdicts["vanilla"])
                          for fact, ok in per_fact.items() if ok]
                 fig.right_kept = mean([float(still) for _, still in right])
+                fig.right_kept_of = (sum(still for _, still in right), len(right))
             else:
                 fig.retention = mean([agreement(scorer, item, r, t.text) for item, r, t in zip(items, refs, firsts)])
         if referenced:
@@ -378,6 +383,10 @@ def print_table(result: dict) -> None:
     def num(x, unit=""):
         return "—" if x is None else f"{x:.2f}{unit}"
 
+    def kept(f, name):
+        of = f.get(f"{name}_of")
+        return pct(f.get(name)) + (f" ({of[0]}/{of[1]})" if of and of[1] else "")
+
     if "machine" in result:
         m = result["machine"]
         print(f"on {m['name']} ({m['device']}, {m['torch_threads']} torch threads)")
@@ -391,7 +400,7 @@ def print_table(result: dict) -> None:
     rows = [head]
     for m, f in result["methods"].items():
         rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
-                     num(f["speedup"], "×"), pct(f["retention"]), pct(f.get("right_kept")), pct(f["facts_kept"]),
+                     num(f["speedup"], "×"), pct(f["retention"]), kept(f, "right_kept"), kept(f, "facts_kept"),
                      pct(f["accuracy"]),
                      pct(f["token_f1"]), pct(f["rouge_l"]),
                      *((pct(f["reference_score"]), pct(f["reference_rouge_l"])) if referenced else ()),
@@ -405,7 +414,7 @@ def print_table(result: dict) -> None:
                  "mismatch/100", "salvaged"]]
         for m, f in part["methods"].items():
             rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), f"{f['tokens_per_s']:.1f}",
-                         num(f["speedup"], "×"), pct(f["retention"]), pct(f.get("right_kept")), pct(f["facts_kept"]),
+                         num(f["speedup"], "×"), pct(f["retention"]), kept(f, "right_kept"), kept(f, "facts_kept"),
                          num(f.get("mismatches")), pct(f.get("salvaged"))])
         _print_rows(rows)
 

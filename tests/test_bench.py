@@ -126,10 +126,11 @@ def test_without_known_facts_retention_is_agreement_with_vanilla_and_references_
     lossy, vanilla = figures["lvspec"], figures["vanilla"]
     assert vanilla.retention == 1.0 and vanilla.accuracy is None
     assert lossy.retention == pytest.approx((1 + 0.8 + 0) / 3)  # same option; F1 of 4 shared words of 5; other option
-    assert lossy.facts_kept == pytest.approx(1 / 2)  # the two choice items: one kept its option
+    assert lossy.facts_kept == pytest.approx(1 / 2) and lossy.facts_kept_of == (1, 2)  # the choice items: one kept
     assert vanilla.reference_score == pytest.approx((1 + 0.8) / 2) and vanilla.reference_rouge_l == pytest.approx(0.8)
     assert bench.by_task(runs, items, AnswerScorer()) == {}  # the free-text item has no kind
     result = {"methods": {m: asdict(f) for m, f in figures.items()}}
+    assert "50.0% (1/2)" in _printed(result)  # a share is printed with the count it is of
     assert "vs reference" in _printed(result) and "vs reference" not in _printed(
         {"methods": {m: {**asdict(f), "reference_score": None} for m, f in figures.items()}})
 

@@ -221,7 +221,8 @@ def test_bench_on_the_toy_suite_breaks_e_t_down_by_task(embedded, tmp_path):
         assert per_task == pytest.approx(per_item)
         pooled = result["methods"][method]["mean_accepted_length"]
         assert min(per_item) - 1e-9 <= pooled <= max(per_item) + 1e-9
-        assert result["by_task"]["short QA"]["methods"][method]["facts_kept"] in (0.0, 1.0)
+        short = result["by_task"]["short QA"]["methods"][method]
+        assert short["facts_kept"] in (0.0, 1.0) and short["facts_kept_of"] == (int(short["facts_kept"]), 1)
     figures = result["methods"]
     assert figures["vanilla"]["mismatches"] is None and figures["exact"]["salvaged"] in (None, 0.0)
     assert figures["exact"]["right_kept"] in (None, 1.0) and 0 <= (figures["lvspec"]["right_kept"] or 0) <= 1

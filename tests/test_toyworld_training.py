@@ -135,7 +135,7 @@ def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_w
 
     processor = AutoProcessor.from_pretrained(TARGET)
     tokenizer = processor.tokenizer
-    mix = Mix(describe=0.0, mixed=1.0)
+    mix = Mix(describe=0.0, mixed=1.0, mixed_medium=1.0)
     samples = [make_sample((TRAIN, 4, 0, i), "target", 4, mix=mix) for i in range(24)]
     batch = collate(processor, samples)
     given = [t for s in samples for t in s.turns if t.given]
