@@ -29,8 +29,8 @@ LETTERS = ("A", "B", "C", "D")
 
 @dataclass(frozen=True)
 class Plan:
-    """A detailed description as sentences; ``given`` (characters) is a prefix worded by the other style,
-    which a training sample shows as context and does not train on (empty: all in its own style)."""
+    """A long answer as sentences (a medium answer: one item); ``given`` (characters) is a prefix worded by
+    the other style, which a training sample shows as context and does not train on (empty: all its own)."""
 
     sentences: tuple[str, ...]
     given: str = ""
