@@ -66,7 +66,7 @@ class Mix:
     detailed: float | None = None  # share of requests for a detailed description (the world's: 0.3)
     medium: float | None = None  # share of open questions answered in a sentence or two (the world's: 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
-    mixed_medium: float = 0.0  # share of medium answers begun in the other style's words, half as false starts
+    mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (false starts in clips of one)
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
     letter_drills: int = 0  # multiple-choice turns per clip whose option is given and only its letter trained

@@ -211,14 +211,15 @@ def _medium_parts(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, st
 def mixed_medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, style: str, other: str) -> Plan:
     """A medium answer that ``other`` began and ``style`` finishes, as LVSpec's kept fillers leave it.
 
-    Half the time the prefix is ``other``'s own answer cut at a word. Otherwise it is a false start: ``other``'s
-    answer, then the opening of a clause about one more object ("the scene also has", "besides it,"), as a
-    draft that misreads the clip words it. Its fillers pass a loose check and commit the target to an object
-    the clip does not have, so the target learns a true way out ("the scene also has no other object")."""
+    Where the clip has more than one object the prefix is ``other``'s own answer cut at a word. Where it has one,
+    it is a false start: the asked object's clause in ``other``'s words, then the opening of a clause about one
+    more object ("the scene also has", "besides it,"), as a draft that misreads the clip words it. Its fillers
+    pass a loose check and commit the target to an object the clip does not have, so the target learns a true
+    way out ("the scene also has no other object"), and learns it only where no other object is there."""
     seed = int(rng.integers(2**31))
     theirs = _medium_parts(scene, subject, np.random.default_rng(seed), other)
     ours = _medium_parts(scene, subject, np.random.default_rng(seed), style)
-    if rng.random() < 0.5:
+    if len(scene.shapes) > 1:
         cut = 2 * int(rng.integers((len(theirs) + 1) // 2))  # a clause, not a join
         words = theirs[cut].split(" ")
         at = int(rng.integers(1, len(words))) if len(words) > 1 else 1
@@ -226,9 +227,8 @@ def mixed_medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, sty
         text = "".join(theirs[: cut + 1]) + "".join(ours[cut + 1 :]) + "."
     else:
         head, way_out = FALSE_STARTS[int(rng.integers(len(FALSE_STARTS)))]
-        before = theirs[:1] if len(theirs) == 3 and len(scene.shapes) == 1 else theirs
-        join = (". ", ", and ")[int(rng.integers(2))] if len(before) == 1 else " and "
-        given = "".join(before) + join + _choose_words(head, rng, other)
+        join = (". ", ", and ")[int(rng.integers(2))]
+        given = theirs[0] + join + _choose_words(head, rng, other)
         text = f"{given} {way_out}."
     text = _sentence_case(text)
     return Plan((text,), given=text[: len(given)])
