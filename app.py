@@ -93,7 +93,8 @@ the *target* checks them in one pass. Exact-match speculative decoding keeps a d
 target's own choice; **LVSpec** checks the few *visual anchors* (colours, shapes, motions, counts, and by
 rule a multiple-choice answer's option) strictly, accepts *fillers* loosely (not one right before an anchor: it may
 have chosen that fact) and salvages tokens the target says a position or two away.
-Pick an example clip, press **Run**, then replay the race, step through the rounds, or see where an anchor looks.
+Press **Run** on the clip shown (or pick another example), then replay the race, step through the rounds, or see
+where an anchor looks.
 
 *The built-in pair is a toy* (Qwen2.5-VL class, a few MB, runs on a CPU) trained on clips of coloured shapes: it
 knows circles, squares, triangles and stars in seven colours, moving, growing or still, and nothing else; a
@@ -507,6 +508,9 @@ def example_rows() -> list[list[str]]:
     return [[str(VIDEOS / item["video"]), item["prompts"][i % len(item["prompts"])]] for i, item in enumerate(items)]
 
 
+EXAMPLES = example_rows()
+FIRST = EXAMPLES[0] if EXAMPLES else [None, "Describe the video."]  # shown at start: Run works at once
+
 with gr.Blocks(title="LVSpec Studio") as demo:
     gr.Markdown(HEADER)
     state = gr.State([])
@@ -514,12 +518,12 @@ with gr.Blocks(title="LVSpec Studio") as demo:
     race_t = gr.State(0.0)
     with gr.Row():
         with gr.Column(scale=2, min_width=320, elem_id="controls"):
-            video = gr.Video(label="Video", sources=["upload"], height=260, elem_id="video")
-            prompt = gr.Textbox(label="Question", value="Describe the video.", max_lines=8)
+            video = gr.Video(FIRST[0], label="Video", sources=["upload"], height=260, elem_id="video")
+            prompt = gr.Textbox(label="Question", value=FIRST[1], max_lines=8)
             with gr.Row(elem_id="run-row"):
                 run_btn = gr.Button("Run: LVSpec, exact SD, vanilla", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop")
-            gr.Examples(example_rows(), inputs=[video, prompt], label="Example clips and questions",
+            gr.Examples(EXAMPLES, inputs=[video, prompt], label="Example clips and questions",
                         examples_per_page=8)
             with gr.Accordion("Compose a scene", open=False, elem_id="compose"):
                 gr.Markdown("1–3 objects the built-in pair knows, each its own colour and shape; Render puts the "
@@ -559,7 +563,7 @@ with gr.Blocks(title="LVSpec Studio") as demo:
             saved = gr.File(label="Open a saved trace (runs.json or a CLI --json file)", file_types=[".json"],
                             elem_id="saved-trace")
         with gr.Column(scale=3, elem_id="results"):
-            stage = gr.Markdown("*Nothing run yet: pick an example clip and press Run.*", elem_id="banner")
+            stage = gr.Markdown("*Nothing run yet: press Run, or pick another example first.*", elem_id="banner")
             with gr.Tabs() as tabs:
                 with gr.Tab("Live", id="live"):
                     live_summary = gr.Markdown()

@@ -186,9 +186,9 @@ def test_browser_example_run_streams_then_a_click_inspects_a_token_download_and_
     assert json.loads(saved.read_text())[0]["text"] == traces[0].text
 
     page.set_viewport_size({"width": 420, "height": 900})  # a phone: the answer is on the screen Run is on
-    page.reload()
-    page.get_by_role("row", name="Describe the video in detail.").first.click()
+    page.reload()  # a fresh page opens on the first example, so Run works before any click
     expect(page.locator("#video video")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_label("Question")).to_have_value("Describe the video in detail.", timeout=WAIT)
     page.locator("#run").scroll_into_view_if_needed()
     page.locator("#run").click()
     expect(page.locator("#live .tok").first).to_be_visible(timeout=WAIT)
