@@ -560,6 +560,7 @@ def test_browser_stop_then_run_again_and_hostile_trace_stays_text(app_module, op
     page = open_page(app_module.url, viewport={"width": 1400, "height": 1000})
     page.get_by_text("Example clips and questions").wait_for()
     page.get_by_role("row", name="Describe the video.").first.click()
+    expect(page.get_by_label("Question")).to_have_value("Describe the video.", timeout=WAIT)  # the click has landed
     expect(page.locator("#video video")).to_be_visible(timeout=WAIT)  # the example's clip is in the box before Run
     page.locator("#run").click()
     expect(page.locator("#live .tok[data-i]").first).to_be_visible(timeout=WAIT)  # the first round is in
@@ -690,9 +691,14 @@ def test_browser_flags_a_fact_change_at_loose_settings_then_runs_a_composed_scen
     page = open_page(app_module.url, viewport={"width": 1500, "height": 1100})
     page.get_by_text("Example clips and questions").wait_for()
     row = next(question for path, question in app_module.example_rows() if Path(path).name == name)
+    # The page opens on the first example, maybe this very row: empty the question first, so that the row's
+    # question coming back shows the click has landed and cannot overwrite the question typed after it.
+    page.get_by_label("Question").fill("")
     page.get_by_role("row", name=row).first.click()  # the example row of that clip
+    expect(page.get_by_label("Question")).to_have_value(row, timeout=WAIT)
     expect(page.locator("#video video")).to_be_visible(timeout=WAIT)
     page.get_by_label("Question").fill(question)
+    expect(page.get_by_label("Question")).to_have_value(question, timeout=WAIT)
     page.locator("#settings").get_by_text("Settings", exact=True).click()
     for slider, value in (("#lam", "0.95"), ("#min-ratio", "0")):
         set_slider(page, slider, value)
