@@ -218,8 +218,8 @@ def mixed_medium(scene: Scene, subject: ShapeSpec, rng: np.random.Generator, sty
     way out ("the scene also has no other object"), and learns it only where no other object is there."""
     seed = int(rng.integers(2**31))
     theirs = _medium_parts(scene, subject, np.random.default_rng(seed), other)
-    ours = _medium_parts(scene, subject, np.random.default_rng(seed), style)
     if len(scene.shapes) > 1:
+        ours = _medium_parts(scene, subject, np.random.default_rng(seed), style)  # the same draws, own words
         cut = 2 * int(rng.integers((len(theirs) + 1) // 2))  # a clause, not a join
         words = theirs[cut].split(" ")
         at = int(rng.integers(1, len(words))) if len(words) > 1 else 1
