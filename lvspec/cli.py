@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--run", metavar="RUN.jsonl", help="keep every item's traces here as it finishes; the same "
                        "command again skips the items already in it (resume)")
         q.add_argument("--n", type=int, default=30, help="items of the toy suite")
+        add_tasks(q)
         q.add_argument("--repeats", type=int, default=1, help="timed runs per item and method (interleaved)")
         add_pair_and_settings(q, d)
         q.add_argument("--json", metavar="OUT", help="write the figures and every answer here")
@@ -70,11 +71,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the list as JSON")
     a = sub.add_parser("anchors", help="precision and recall of the anchor flag against the true visual words")
     a.add_argument("--n", type=int, default=30, help="items of the toy suite")
+    add_tasks(a)
     a.add_argument("--layers", help="comma-separated target layers (default: every layer)")
     a.add_argument("--top-ns", default="1,3,10,30", help="comma-separated top-N values")
     add_pair_and_settings(a, d)
     a.add_argument("--json", metavar="OUT", help="write the table here")
     return p
+
+
+def add_tasks(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--tasks", type=lambda text: [t for t in text.split(",") if t.strip()], default=[],
+                   help="toy suite: only these tasks, comma-separated, from detailed, describe, medium, choice, "
+                   "short-QA (default: all, cycling); --n items in all")
 
 
 def add_pair_and_settings(g: argparse.ArgumentParser, d) -> None:
@@ -209,9 +217,11 @@ def suite_run(args) -> None:
     else:
         configs = b.sweep_configs(settings)
     drafting = {m for m, _ in configs.values()} - {"vanilla"}
+    if args.tasks and args.suite != "toy":
+        raise UserError("--tasks chooses among the toy suite's tasks (--suite toy)")
     with tempfile.TemporaryDirectory() as tmp:
         if args.suite == "toy":
-            suite = suites.toy_suite(args.n, Path(tmp))
+            suite = suites.toy_suite(args.n, Path(tmp), tasks=args.tasks)
         elif args.suite == "samples":
             suite = suites.sample_suite()
         else:  # every process reads the file; the main one reports its bad lines
@@ -246,7 +256,7 @@ def anchors(args) -> None:
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     top_ns = [int(x) for x in args.top_ns.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        items = b.toy_suite(args.n, Path(tmp))
+        items = b.toy_suite(args.n, Path(tmp), tasks=args.tasks)
         table = anchor_table(pair, items, settings_of(args), layers, top_ns, args.frames)
     print_anchor_table(table)
     if args.json:

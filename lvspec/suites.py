@@ -208,12 +208,30 @@ def _item(row, folder: Path, key: str) -> Item:
     return Item(str(file), prompt, reference=reference, kind=kind, choices=choices, key=key)
 
 
-def toy_suite(n: int, folder: Path, seed: int = 0) -> Suite:
-    """``n`` held-out toy clips (never seen in training), each asked one prompt, kinds cycling."""
-    from .toyworld.evaluate import held_out
+def toy_suite(n: int, folder: Path, seed: int = 0, tasks: Sequence[str] = ()) -> Suite:
+    """``n`` held-out toy clips (never seen in training), each asked one prompt, kinds cycling; with ``tasks``
+    (e.g. ``["detailed"]``) only the kinds of those tasks, so one task gets all ``n`` items: a share of 99% is
+    a claim about a few hundred answers, not the 32 a task gets in a mixed suite of 256."""
+    from .toyworld.answers import TASKS
+    from .toyworld.evaluate import KINDS, held_out
 
-    items = [Item(e.path, e.prompt, e.scene, e.masks, key=str(i)) for i, e in enumerate(held_out(n, folder, seed))]
+    kinds = tuple(kind for kind in KINDS if TASKS[kind] in toy_tasks(tasks)) if tasks else KINDS
+    items = [Item(e.path, e.prompt, e.scene, e.masks, key=str(i))
+             for i, e in enumerate(held_out(n, folder, seed, kinds=kinds))]
     return Suite("toy", items, ToyScorer())
+
+
+def toy_tasks(names: Sequence[str]) -> set[str]:
+    """The toy world's task names as written on a command line ("short QA", "short-qa", "Detailed" …)."""
+    from .toyworld.answers import TASKS
+
+    known = {task.lower().replace(" ", "-"): task for task in TASKS.values()}
+    spelled = {name: name.strip().lower().replace(" ", "-").replace("_", "-") for name in names}
+    unknown = [name for name, key in spelled.items() if key not in known]
+    if unknown:
+        raise UserError(f"unknown task(s) {', '.join(map(repr, unknown))} (the toy suite's: "
+                        f"{', '.join(dict.fromkeys(TASKS.values()))})")
+    return {known[key] for key in spelled.values()}
 
 
 def sample_suite() -> Suite:

@@ -22,6 +22,7 @@ import pytest
 from conftest import free_port
 from lvspec import bench, cli, runfile
 from lvspec.decode import Settings
+from lvspec.errors import UserError
 from lvspec.error_list import error_list
 from lvspec.models import load_pair
 from lvspec.suites import AnswerScorer, Item, ToyScorer, chosen, file_suite, toy_suite
@@ -275,6 +276,23 @@ def test_toy_suites_bring_the_toy_scorer_and_file_suites_do_not():
     item = Item("v", "What colour is the circle?")
     assert scorer.facts(item, "It is red.") == scorer.facts(item, "Red, it is!") != scorer.facts(item, "It is blue.")
     assert scorer.task(item) == "short QA" and AnswerScorer().facts(item, "It is red.") is None
+
+
+def test_a_toy_suite_of_chosen_tasks_asks_only_them(tmp_path, capsys):
+    """``bench --tasks detailed --n 6``: six descriptions, so one task can be measured over many answers."""
+    scorer = ToyScorer()
+    for name in ("d", "s", "all", "x"):
+        (tmp_path / name).mkdir()
+    detailed = toy_suite(6, tmp_path / "d", tasks=["detailed"])
+    assert len(detailed) == 6 and {scorer.task(item) for item in detailed} == {"detailed"}
+    short = toy_suite(8, tmp_path / "s", tasks=["short-QA", "Choice"])
+    assert {scorer.task(item) for item in short} == {"short QA", "choice"}
+    assert {scorer.task(item) for item in toy_suite(8, tmp_path / "all")} == set(scorer.task_order)
+    with pytest.raises(UserError, match="unknown task.*'captions'.*detailed, describe, medium, choice, short QA"):
+        toy_suite(4, tmp_path / "x", tasks=["captions"])
+    assert not any((tmp_path / "x").iterdir())  # refused before a clip is rendered
+    assert cli.main(["bench", "--suite", "samples", "--tasks", "detailed", *QUICK]) == 2
+    assert "--tasks chooses among the toy suite's tasks" in capsys.readouterr().err
 
 
 @pytest.mark.slow
