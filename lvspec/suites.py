@@ -215,7 +215,8 @@ def toy_suite(n: int, folder: Path, seed: int = 0, tasks: Sequence[str] = ()) ->
     from .toyworld.answers import TASKS
     from .toyworld.evaluate import KINDS, held_out
 
-    kinds = tuple(kind for kind in KINDS if TASKS[kind] in toy_tasks(tasks)) if tasks else KINDS
+    chosen_tasks = toy_tasks(tasks) if tasks else set(TASKS.values())
+    kinds = tuple(kind for kind in KINDS if TASKS[kind] in chosen_tasks)
     items = [Item(e.path, e.prompt, e.scene, e.masks, key=str(i))
              for i, e in enumerate(held_out(n, folder, seed, kinds=kinds))]
     return Suite("toy", items, ToyScorer())
@@ -223,14 +224,12 @@ def toy_suite(n: int, folder: Path, seed: int = 0, tasks: Sequence[str] = ()) ->
 
 def toy_tasks(names: Sequence[str]) -> set[str]:
     """The toy world's task names as written on a command line ("short QA", "short-qa", "Detailed" …)."""
-    from .toyworld.answers import TASKS
-
-    known = {task.lower().replace(" ", "-"): task for task in TASKS.values()}
+    order = ToyScorer().task_order
+    known = {task.lower().replace(" ", "-"): task for task in order}
     spelled = {name: name.strip().lower().replace(" ", "-").replace("_", "-") for name in names}
     unknown = [name for name, key in spelled.items() if key not in known]
     if unknown:
-        raise UserError(f"unknown task(s) {', '.join(map(repr, unknown))} (the toy suite's: "
-                        f"{', '.join(dict.fromkeys(TASKS.values()))})")
+        raise UserError(f"unknown task(s) {', '.join(map(repr, unknown))} (the toy suite's: {', '.join(order)})")
     return {known[key] for key in spelled.values()}
 
 
