@@ -190,10 +190,10 @@ def test_eval_reads_the_clips_at_another_frame_budget(tmp_path):
     from lvspec.toyworld.evaluate import accuracy, held_out
 
     items = held_out(1, tmp_path, seed=5, kinds=("describe",))
-    own, larger = ([o["tokens"] for o in accuracy(str(TARGET), items, max_side=side)["answers"][0]["objects"]]
-                   for side in (112, 224))
-    assert len(own) == len(larger) == 3
-    assert all(2.5 * a < b < 6 * a for a, b in zip(own, larger)), (own, larger)
+    smaller, larger = ([o["tokens"] for o in accuracy(str(TARGET), items, max_side=side)["answers"][0]["objects"]]
+                       for side in (112, 224))
+    assert len(smaller) == len(larger) == 3
+    assert all(2.5 * a < b < 6 * a for a, b in zip(smaller, larger)), (smaller, larger)
 
 
 @pytest.mark.slow
