@@ -67,6 +67,7 @@ class Mix:
     medium: float | None = None  # share of open questions answered in a sentence or two (the world's: 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (false starts in clips of one)
+    interleave: float = 0.0  # share of the mixed descriptions whose sentences before the cut switch style at random
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
     letter_drills: int = 0  # multiple-choice turns per clip whose option is given and only its letter trained
@@ -119,7 +120,8 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
         asked.add(kind)
         if kind == "detailed" and rng.random() < mix.mixed:
             other = next(s for s in STYLES if s != answer_style)
-            plan = mixed_detailed(scene, rng, answer_style, other)
+            interleave = bool(mix.interleave) and rng.random() < mix.interleave  # no draw when off: streams unchanged
+            plan = mixed_detailed(scene, rng, answer_style, other, interleave)
             turns.append(Turn(prompt, plan.text, kind, plan.given))
         elif kind == "medium" and mix.mixed_medium and rng.random() < mix.mixed_medium:
             other = next(s for s in STYLES if s != answer_style)

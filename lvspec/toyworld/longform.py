@@ -171,17 +171,20 @@ def detailed(scene: Scene, rng: np.random.Generator, style: str, plan_style: str
     return sentences
 
 
-def mixed_detailed(scene: Scene, rng: np.random.Generator, style: str, other: str) -> Plan:
+def mixed_detailed(scene: Scene, rng: np.random.Generator, style: str, other: str, interleave: bool = False) -> Plan:
     """A detailed description that ``other`` began and ``style`` finishes, as LVSpec's accepted fillers leave it:
     the same plan and facts, sentences up to a cut (inside a sentence, at a word) in ``other``'s wording, the
-    rest in ``style``'s. ``given`` is the part before the cut."""
+    rest in ``style``'s. ``given`` is the part before the cut. With ``interleave`` each sentence before the cut
+    is worded by either style at random, as LVSpec's answers switch wording sentence by sentence: the cut
+    sentence stays ``other``'s, so what is trained is going on after the other's frame in a mixed answer."""
     seed = int(rng.integers(2**31))
     theirs = detailed(scene, np.random.default_rng(seed), other)
     ours = detailed(scene, np.random.default_rng(seed), style, plan_style=other)
     cut = int(rng.integers(len(theirs)))
     words = theirs[cut].split(" ")
     at = int(rng.integers(1, len(words))) if len(words) > 1 else 1
-    head = [_capitalised(s) for s in theirs[:cut]] + [_capitalised(" ".join(words[:at]))]
+    before = [o if interleave and rng.random() < 0.5 else t for t, o in zip(theirs[:cut], ours)]
+    head = [_capitalised(s) for s in before] + [_capitalised(" ".join(words[:at]))]
     tail = " ".join(words[at:])
     sentences = (*head[:-1], " ".join([head[-1], tail]).strip(), *(_capitalised(s) for s in ours[cut + 1 :]))
     return Plan(sentences, given=" ".join(head))

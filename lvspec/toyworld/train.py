@@ -50,6 +50,7 @@ class TrainConfig:
     medium: float | None = None  # share of open questions answered in a sentence or two (None: the world's 0.15)
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
     mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (`data.Mix`)
+    interleave: float = 0.0  # share of the mixed descriptions worded sentence by sentence by either style (`data.Mix`)
     repeat_choice: bool = False  # several multiple-choice questions per clip (`data.Mix`)
     letter_drills: int = 0  # per clip, multiple-choice turns given an option and trained on its letter (`data.Mix`)
     render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
@@ -322,8 +323,9 @@ def train(c: TrainConfig) -> Path:
 
     style = c.role
     mix = Mix(multi_shape=c.multi_shape, describe=c.describe, choice=c.choice, detailed=c.detailed, medium=c.medium,
-              mixed=c.mixed, mixed_medium=c.mixed_medium, render_styles=tuple(float(w) for w in c.render_styles.split(",")),
-              repeat_choice=c.repeat_choice, letter_drills=c.letter_drills)
+              mixed=c.mixed, mixed_medium=c.mixed_medium, interleave=c.interleave,
+              render_styles=tuple(float(w) for w in c.render_styles.split(",")), repeat_choice=c.repeat_choice,
+              letter_drills=c.letter_drills)
     end = c.stop_at or c.steps
     batches = Batches(processor, c.seed, c.batch_size, style, c.max_turns, start, end, mix)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4)
