@@ -167,6 +167,23 @@ def test_a_batch_trains_on_replies_less_their_given_prefix_and_marks_what_each_w
         first_object += len(sample.scene.shapes)
 
 
+def test_given_facts_trains_the_fact_words_of_a_given_prefix_and_nothing_else_of_it():
+    from dataclasses import replace
+
+    from lvspec.toyworld.data import Mix, fact_ids
+
+    processor = AutoProcessor.from_pretrained(TARGET)
+    mix = Mix(describe=0.0, detailed=0.6, mixed=1.0, given_facts=True)
+    samples = [make_sample((TRAIN, 5, 0, i), "target", 2, mix=mix) for i in range(12)]
+    assert any(t.given_facts for s in samples for t in s.turns)
+    plain = [replace(s, turns=[replace(t, given_facts=False) for t in s.turns]) for s in samples]
+    with_facts, without = (collate(processor, batch)["labels"] != -100 for batch in (samples, plain))
+    added = with_facts & ~without
+    assert added.any() and not (without & ~with_facts).any()
+    ids = collate(processor, samples)["input_ids"]
+    assert torch.isin(ids[added], fact_ids(processor.tokenizer)).all()
+
+
 def test_the_tokenizer_grows_for_the_long_form_words_and_keeps_every_old_id():
     from lvspec.toyworld.train import longform_texts
     from lvspec.toyworld.vocab import build_tokenizer, extend_tokenizer

@@ -35,6 +35,7 @@ class Turn:
     reply: str
     kind: str
     given: str = ""  # the reply's first characters, worded by the other style: context, not trained on
+    given_facts: bool = False  # ... but for its fact words: what the target says after the other's frames
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Mix:
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words
     mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (false starts in clips of one)
     interleave: float = 0.0  # share of the mixed descriptions whose sentences before the cut switch style at random
+    given_facts: bool = False  # train the fact words inside a mixed description's given prefix too
     render_styles: tuple[float, ...] = (1.0,)  # how often each renderer of `world.STYLES` draws a clip
     repeat_choice: bool = False  # several multiple-choice questions per clip (`make_sample`)
     letter_drills: int = 0  # multiple-choice turns per clip whose option is given and only its letter trained
@@ -122,7 +124,7 @@ def make_sample(seed: tuple[int, ...], answer_style: str, max_turns: int = 1, re
             other = next(s for s in STYLES if s != answer_style)
             interleave = bool(mix.interleave) and rng.random() < mix.interleave  # no draw when off: streams unchanged
             plan = mixed_detailed(scene, rng, answer_style, other, interleave)
-            turns.append(Turn(prompt, plan.text, kind, plan.given))
+            turns.append(Turn(prompt, plan.text, kind, plan.given, mix.given_facts))
         elif kind == "medium" and mix.mixed_medium and rng.random() < mix.mixed_medium:
             other = next(s for s in STYLES if s != answer_style)
             plan = mixed_medium(scene, parse_prompt(scene, prompt).subject, rng, answer_style, other)
@@ -226,6 +228,8 @@ def collate(processor, samples: list[Sample]) -> dict[str, torch.Tensor]:
             # A drill's given option may name what the clip does not show: no word of it is aligned.
             answer[row, first + given if turn.kind == "letter" else first : end] = True
             trained[row, first + given : end] = True
+            if turn.given_facts:
+                trained[row, first : first + given] |= facts[row, first : first + given]
             opening[row, first] = not given
             if turn.kind in ("choice", "letter"):
                 facts[row, first:end] = True  # the option named and its letter are the whole answer

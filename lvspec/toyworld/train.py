@@ -51,6 +51,7 @@ class TrainConfig:
     mixed: float = 0.0  # share of detailed descriptions begun in the other style's words (`data.Mix`)
     mixed_medium: float = 0.0  # share of medium answers begun in the other style's words (`data.Mix`)
     interleave: float = 0.0  # share of the mixed descriptions worded sentence by sentence by either style (`data.Mix`)
+    given_facts: bool = False  # train the fact words inside a mixed description's given prefix too (`data.Mix`)
     repeat_choice: bool = False  # several multiple-choice questions per clip (`data.Mix`)
     letter_drills: int = 0  # per clip, multiple-choice turns given an option and trained on its letter (`data.Mix`)
     render_styles: str = "1"  # how often each renderer (default, alt, small) draws a clip, e.g. "0.5,0.2,0.3"
@@ -323,7 +324,7 @@ def train(c: TrainConfig) -> Path:
 
     style = c.role
     mix = Mix(multi_shape=c.multi_shape, describe=c.describe, choice=c.choice, detailed=c.detailed, medium=c.medium,
-              mixed=c.mixed, mixed_medium=c.mixed_medium, interleave=c.interleave,
+              mixed=c.mixed, mixed_medium=c.mixed_medium, interleave=c.interleave, given_facts=c.given_facts,
               render_styles=tuple(float(w) for w in c.render_styles.split(",")), repeat_choice=c.repeat_choice,
               letter_drills=c.letter_drills)
     end = c.stop_at or c.steps
