@@ -177,11 +177,11 @@ def test_given_facts_trains_the_fact_words_of_a_given_prefix_and_nothing_else_of
     samples = [make_sample((TRAIN, 5, 0, i), "target", 2, mix=mix) for i in range(12)]
     assert any(t.given_facts for s in samples for t in s.turns)
     plain = [replace(s, turns=[replace(t, given_facts=False) for t in s.turns]) for s in samples]
-    with_facts, without = (collate(processor, batch)["labels"] != -100 for batch in (samples, plain))
+    batch = collate(processor, samples)
+    with_facts, without = batch["labels"] != -100, collate(processor, plain)["labels"] != -100
     added = with_facts & ~without
     assert added.any() and not (without & ~with_facts).any()
-    ids = collate(processor, samples)["input_ids"]
-    assert torch.isin(ids[added], fact_ids(processor.tokenizer)).all()
+    assert torch.isin(batch["input_ids"][added], fact_ids(processor.tokenizer)).all()
 
 
 def test_the_tokenizer_grows_for_the_long_form_words_and_keeps_every_old_id():

@@ -317,7 +317,7 @@ def test_a_description_begun_in_one_style_is_finished_in_the_other_with_the_same
 def test_an_interleaved_prefix_switches_style_sentence_by_sentence_and_keeps_the_facts():
     """``interleave``: each sentence before the cut is one style's or the other's own sentence at that place of
     the plan, both styles occur, and the answer still states exactly the clip's facts."""
-    from lvspec.toyworld.longform import detailed, mixed_detailed
+    from lvspec.toyworld.longform import _capitalised, detailed, mixed_detailed
 
     switched = 0
     for k, scene in enumerate(scenes(200, seed=8)):
@@ -327,7 +327,7 @@ def test_an_interleaved_prefix_switches_style_sentence_by_sentence_and_keeps_the
         seed = int(np.random.default_rng(k).integers(2**31))
         theirs = detailed(scene, np.random.default_rng(seed), "draft")
         ours = detailed(scene, np.random.default_rng(seed), "target", plan_style="draft")
-        cap = [(t[:1].upper() + t[1:], o[:1].upper() + o[1:]) for t, o in zip(theirs, ours)]
+        cap = [(_capitalised(t), _capitalised(o)) for t, o in zip(theirs, ours)]
         before = plan.sentences[: plan.given.count(". ")]
         assert all(sentence in pair for sentence, pair in zip(before, cap)), plan.given
         switched += any(t != o and sentence == o for sentence, (t, o) in zip(before, cap)) and any(
