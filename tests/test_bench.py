@@ -136,6 +136,17 @@ def test_without_known_facts_retention_is_agreement_with_vanilla_and_references_
         {"methods": {m: {**asdict(f), "reference_score": None} for m, f in figures.items()}})
 
 
+def test_the_table_prints_e_t_as_a_share_of_what_a_pass_could_commit():
+    """'of max' is what compares pairs whose drafts part from their targets more or less often."""
+    items = [Item("v", "Describe the video.", key="0")]
+    runs = {"vanilla": [[trace("a red circle")]], "lvspec": [[trace("a red circle")]]}
+    methods = {m: asdict(f) for m, f in bench.figures(runs, items, AnswerScorer()).items()}
+    methods["lvspec"].update(mean_accepted_length=7.29, accepted_ceiling=10.44)
+    rows = {line.split()[0]: line.split() for line in _printed({"methods": methods}).splitlines()}
+    column = rows["method"].index("of") - 1  # "E[T] max" is two words in the head, one cell in a row
+    assert rows["lvspec"][column] == "69.8%" and rows["vanilla"][column] == "—"
+
+
 def _printed(result: dict) -> str:
     import contextlib
     import io
