@@ -104,6 +104,10 @@ class MethodFigures:
     # target's facts kept. Unlike facts_kept it does not count an answer that leaves out what the question did
     # not ask (a caption without its count) as changed.
     right_kept: float | None = None
+    # The other direction: of the facts vanilla states wrong, how many this method states right. Beside right
+    # kept it tells a rule that damages answers (losses only) from one that moves the target's unsure readings
+    # (losses and gains alike, retention near 100%).
+    gained_of: tuple[int, int] | None = None
     # Against the items' reference answers (where given): the option picked / token F1, and ROUGE-L of free text.
     reference_score: float | None = None
     reference_rouge_l: float | None = None
@@ -179,6 +183,9 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Sc
                          for fact, ok in per_fact.items() if ok]
                 fig.right_kept = mean([float(still) for _, still in right])
                 fig.right_kept_of = (sum(still for _, still in right), len(right))
+                fixed = [verdicts[method][i][fact] for i, per_fact in enumerate(verdicts["vanilla"])
+                         for fact, ok in per_fact.items() if not ok]
+                fig.gained_of = (sum(fixed), len(fixed))
             else:
                 fig.retention = mean([agreement(scorer, item, r, t.text) for item, r, t in zip(items, refs, firsts)])
         if referenced:
@@ -391,6 +398,10 @@ def print_table(result: dict) -> None:
         of = f.get(f"{name}_of")
         return pct(f.get(name)) + (f" ({of[0]}/{of[1]})" if of and of[1] else "")
 
+    def gained(f):
+        of = f.get("gained_of")
+        return f"{of[0]}/{of[1]}" if of else "—"
+
     if "machine" in result:
         m = result["machine"]
         print(f"on {m['name']} ({m['device']}, {m['torch_threads']} torch threads)")
@@ -399,13 +410,14 @@ def print_table(result: dict) -> None:
         skipped = f" ({c['skipped']} could not be run)" if c["skipped"] else ""
         print(f"{c['run']} of {c['items']} items{skipped}")
     referenced = any(f.get("reference_score") is not None for f in result["methods"].values())
-    head = ["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "facts kept", "accuracy",
-            "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()), *(f"{p} %" for p in PHASES)]
+    head = ["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained", "facts kept",
+            "accuracy", "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()),
+            *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
         rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), of_max(f),
                      f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"), pct(f["retention"]), kept(f, "right_kept"),
-                     kept(f, "facts_kept"), pct(f["accuracy"]), pct(f["token_f1"]), pct(f["rouge_l"]),
+                     gained(f), kept(f, "facts_kept"), pct(f["accuracy"]), pct(f["token_f1"]), pct(f["rouge_l"]),
                      *((pct(f["reference_score"]), pct(f["reference_rouge_l"])) if referenced else ()),
                      *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     _print_rows(rows)
@@ -413,12 +425,12 @@ def print_table(result: dict) -> None:
         print(note)
     for task, part in result.get("by_task", {}).items():
         print(f"\n{task} ({part['items']} items)")
-        rows = [["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "facts kept",
-                 "mismatch/100", "salvaged"]]
+        rows = [["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained",
+                 "facts kept", "mismatch/100", "salvaged"]]
         for m, f in part["methods"].items():
             rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), of_max(f),
                          f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"), pct(f["retention"]),
-                         kept(f, "right_kept"), kept(f, "facts_kept"),
+                         kept(f, "right_kept"), gained(f), kept(f, "facts_kept"),
                          num(f.get("mismatches")), pct(f.get("salvaged"))])
         _print_rows(rows)
 

@@ -136,6 +136,23 @@ def test_without_known_facts_retention_is_agreement_with_vanilla_and_references_
         {"methods": {m: {**asdict(f), "reference_score": None} for m, f in figures.items()}})
 
 
+def test_facts_lost_and_facts_gained_are_counted_apart():
+    """A rule that loses one fact and gains another keeps retention at 100% and right kept below it: the
+    bench says both, so a reader can tell answers that change from answers that get worse."""
+    from lvspec.toyworld.world import Scene, ShapeSpec
+
+    scene = Scene((ShapeSpec("circle", "red", "right"),), "plain")
+    items = [Item("v", "Describe the video.", scene, key=str(i)) for i in range(2)]
+    right, wrong = "A red circle moves right.", "A red circle moves left."
+    runs = {"vanilla": [[trace(right)], [trace(wrong)]], "lvspec": [[trace(wrong)], [trace(right)]]}
+    figures = bench.figures(runs, items, ToyScorer())
+    assert figures["lvspec"].retention == 1.0 and figures["lvspec"].right_kept_of == (6, 7)
+    assert figures["lvspec"].gained_of == (1, 1) and figures["vanilla"].gained_of == (0, 1)
+    printed = _printed({"methods": {m: asdict(f) for m, f in figures.items()}})
+    row = next(line.split() for line in printed.splitlines() if line.startswith("lvspec"))
+    assert row[row.index("(6/7)") + 1] == "1/1"  # gained, printed right after right kept
+
+
 def test_the_table_prints_e_t_as_a_share_of_what_a_pass_could_commit():
     """'of max' is what compares pairs whose drafts part from their targets more or less often."""
     items = [Item("v", "Describe the video.", key="0")]
