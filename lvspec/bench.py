@@ -105,8 +105,8 @@ class MethodFigures:
     # not ask (a caption without its count) as changed.
     right_kept: float | None = None
     # The other direction: of the facts vanilla states wrong, how many this method states right. Beside right
-    # kept it tells a rule that damages answers (losses only) from one that moves the target's unsure readings
-    # (losses and gains alike, retention near 100%).
+    # kept it tells a rule that damages answers (losses only) from one that changes them without making them
+    # worse (losses and gains alike, retention near 100%).
     gained_of: tuple[int, int] | None = None
     # Against the items' reference answers (where given): the option picked / token F1, and ROUGE-L of free text.
     reference_score: float | None = None
