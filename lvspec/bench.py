@@ -410,8 +410,8 @@ def print_table(result: dict) -> None:
         skipped = f" ({c['skipped']} could not be run)" if c["skipped"] else ""
         print(f"{c['run']} of {c['items']} items{skipped}")
     referenced = any(f.get("reference_score") is not None for f in result["methods"].values())
-    head = ["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained", "facts kept",
-            "accuracy", "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()),
+    head = ["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained",
+            "facts kept", "accuracy", "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()),
             *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
