@@ -179,12 +179,12 @@ def figures(runs: dict[str, list[list[RunTrace]]], items: list[Item], scorer: Sc
             fig.facts_kept, fig.facts_kept_of = mean([float(k) for k in judged]), (sum(judged), len(judged))
             if known:
                 fig.retention = fig.accuracy / reference_accuracy if reference_accuracy else None
-                right = [(ok, verdicts[method][i][fact]) for i, per_fact in enumerate(verdicts["vanilla"])
-                         for fact, ok in per_fact.items() if ok]
-                fig.right_kept = mean([float(still) for _, still in right])
-                fig.right_kept_of = (sum(still for _, still in right), len(right))
-                fixed = [verdicts[method][i][fact] for i, per_fact in enumerate(verdicts["vanilla"])
-                         for fact, ok in per_fact.items() if not ok]
+                facts_then_now = [(ok, verdicts[method][i][fact]) for i, per_fact in enumerate(verdicts["vanilla"])
+                                  for fact, ok in per_fact.items()]
+                kept = [now for then, now in facts_then_now if then]
+                fixed = [now for then, now in facts_then_now if not then]
+                fig.right_kept = mean([float(now) for now in kept])
+                fig.right_kept_of = (sum(kept), len(kept))
                 fig.gained_of = (sum(fixed), len(fixed))
             else:
                 fig.retention = mean([agreement(scorer, item, r, t.text) for item, r, t in zip(items, refs, firsts)])
@@ -383,6 +383,9 @@ def sweep_configs(settings: Settings, lams=SWEEP_LAMS, windows=SWEEP_WINDOWS) ->
     return configs
 
 
+LEAD = ("method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained", "facts kept")
+
+
 def print_table(result: dict) -> None:
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}%"
@@ -402,6 +405,11 @@ def print_table(result: dict) -> None:
         of = f.get("gained_of")
         return f"{of[0]}/{of[1]}" if of else "—"
 
+    def lead(m, f):
+        """The cells both tables begin with (``LEAD``): speed, then what the answers kept."""
+        return [m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), of_max(f), f"{f['tokens_per_s']:.1f}",
+                num(f["speedup"], "×"), pct(f["retention"]), kept(f, "right_kept"), gained(f), kept(f, "facts_kept")]
+
     if "machine" in result:
         m = result["machine"]
         print(f"on {m['name']} ({m['device']}, {m['torch_threads']} torch threads)")
@@ -410,14 +418,11 @@ def print_table(result: dict) -> None:
         skipped = f" ({c['skipped']} could not be run)" if c["skipped"] else ""
         print(f"{c['run']} of {c['items']} items{skipped}")
     referenced = any(f.get("reference_score") is not None for f in result["methods"].values())
-    head = ["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained",
-            "facts kept", "accuracy", "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()),
+    head = [*LEAD, "accuracy", "token F1", "ROUGE-L", *(("vs reference", "ref ROUGE-L") if referenced else ()),
             *(f"{p} %" for p in PHASES)]
     rows = [head]
     for m, f in result["methods"].items():
-        rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), of_max(f),
-                     f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"), pct(f["retention"]), kept(f, "right_kept"),
-                     gained(f), kept(f, "facts_kept"), pct(f["accuracy"]), pct(f["token_f1"]), pct(f["rouge_l"]),
+        rows.append([*lead(m, f), pct(f["accuracy"]), pct(f["token_f1"]), pct(f["rouge_l"]),
                      *((pct(f["reference_score"]), pct(f["reference_rouge_l"])) if referenced else ()),
                      *(f"{100 * f['shares'][p]:.1f}" for p in PHASES)])
     _print_rows(rows)
@@ -425,13 +430,9 @@ def print_table(result: dict) -> None:
         print(note)
     for task, part in result.get("by_task", {}).items():
         print(f"\n{task} ({part['items']} items)")
-        rows = [["method", "E[T]", "E[T] max", "of max", "tok/s", "speedup", "retention", "right kept", "gained",
-                 "facts kept", "mismatch/100", "salvaged"]]
+        rows = [[*LEAD, "mismatch/100", "salvaged"]]
         for m, f in part["methods"].items():
-            rows.append([m, num(f["mean_accepted_length"]), num(f["accepted_ceiling"]), of_max(f),
-                         f"{f['tokens_per_s']:.1f}", num(f["speedup"], "×"), pct(f["retention"]),
-                         kept(f, "right_kept"), gained(f), kept(f, "facts_kept"),
-                         num(f.get("mismatches")), pct(f.get("salvaged"))])
+            rows.append([*lead(m, f), num(f.get("mismatches")), pct(f.get("salvaged"))])
         _print_rows(rows)
 
 
